@@ -1,0 +1,2 @@
+//! `cgs-probe`: print what this host offers confidential guests.
+fn main() {}
