@@ -31,7 +31,11 @@ pub struct FirmwareStatus {
 
 impl fmt::Display for FirmwareStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} status {:#x} ({})", self.firmware, self.code, self.name)?;
+        write!(
+            f,
+            "{} status {:#x} ({})",
+            self.firmware, self.code, self.name
+        )?;
         if let Some(detail) = &self.detail {
             write!(f, ", {detail}")?;
         }

@@ -198,7 +198,11 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
     /// [`set_vcpu_state`](Self::set_vcpu_state) takes, is its position in creation order
     /// (`vcpu_count() - 1` right after this call).
     pub fn create_vcpu(&mut self, vm: &VmFd, id: u64) -> Result<VcpuFd> {
-        self.expect("create_vcpu", State::Launching, "launching (after kvm_init, before finalize)")?;
+        self.expect(
+            "create_vcpu",
+            State::Launching,
+            "launching (after kvm_init, before finalize)",
+        )?;
         if self.vcpus.iter().any(|v| v.id == id) {
             return Err(Error::invalid_input(
                 "vCPU id",
@@ -229,7 +233,11 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
         data: VolatileSlice<'_>,
         page_type: PageType,
     ) -> Result<()> {
-        self.expect("launch_update", State::Launching, "launching (after kvm_init, before finalize)")?;
+        self.expect(
+            "launch_update",
+            State::Launching,
+            "launching (after kvm_init, before finalize)",
+        )?;
         validate_region(gpa, data.len() as u64, page_type)?;
         self.backend.launch_update(
             vm,
@@ -268,9 +276,8 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
         }
         let mut offset = 0u64;
         for slice in mem.get_slices(gpa, len) {
-            let slice = slice.map_err(|e| {
-                Error::invalid_input("launch region", format!("guest memory: {e}"))
-            })?;
+            let slice = slice
+                .map_err(|e| Error::invalid_input("launch region", format!("guest memory: {e}")))?;
             let piece_gpa = gpa.0 + offset;
             let piece_len = slice.len();
             // SAFETY: `slice` is a live mapping of `piece_len` bytes of guest memory borrowed from
