@@ -27,6 +27,8 @@ pub mod lifecycle;
 pub mod migration;
 pub mod platform;
 pub mod probe;
+pub mod testing;
+pub mod uapi;
 pub mod unprotected;
 
 pub use backend::{ConfidentialBackend, LaunchRegion};
