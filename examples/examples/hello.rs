@@ -41,7 +41,10 @@ fn run(skip_finalize: bool) -> cgs_core::Result<()> {
         payload.len(),
         PageType::Normal,
     )?;
-    println!("payload launch-updated at {LOAD_ADDR:#x} ({} bytes)", payload.len());
+    println!(
+        "payload launch-updated at {LOAD_ADDR:#x} ({} bytes)",
+        payload.len()
+    );
 
     let mut vcpu = guest.create_vcpu(&vm, 0)?;
     set_real_mode_entry(&vcpu, LOAD_ADDR)?;
