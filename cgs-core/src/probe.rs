@@ -55,9 +55,9 @@ pub struct SevCpuid {
     pub sev_es: bool,
     /// EAX bit 4: SEV-SNP.
     pub sev_snp: bool,
-    /// EBX[5:0]: C-bit position.
+    /// `EBX[5:0]`: C-bit position.
     pub cbitpos: u32,
-    /// EBX[11:6]: physical address bits lost to encryption.
+    /// `EBX[11:6]`: physical address bits lost to encryption.
     pub reduced_phys_bits: u32,
 }
 

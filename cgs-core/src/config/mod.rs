@@ -17,7 +17,7 @@
 //! # Ok::<(), cgs_core::ConfigError>(())
 //! ```
 //!
-//! The same checks run whichever way a configuration is made: [`FromStr`](std::str::FromStr),
+//! The same checks run whichever way a configuration is made: `FromStr`,
 //! serde (a map of QEMU property names, as QEMU's JSON `-object` form), or the builders.
 
 mod error;

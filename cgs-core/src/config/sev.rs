@@ -65,7 +65,7 @@ impl OnOffAuto {
 pub struct SevCommon {
     /// The SEV device node (`sev-device`, default `/dev/sev`).
     pub sev_device: String,
-    /// Position of the C-bit (`cbitpos`); must match host CPUID 0x8000001F EBX[5:0] at
+    /// Position of the C-bit (`cbitpos`); must match host CPUID 0x8000001F `EBX[5:0]` at
     /// `kvm_init`. `None` when not given (QEMU's 0).
     pub cbitpos: Option<u32>,
     /// Physical address bits lost to encryption (`reduced-phys-bits`, required, 1..=63).
