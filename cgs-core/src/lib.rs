@@ -23,6 +23,8 @@ pub mod backend;
 pub mod config;
 pub mod devices;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod migration;
 pub mod platform;
