@@ -37,7 +37,7 @@ pub use backend::{ConfidentialBackend, LaunchRegion};
 pub use config::ConfigError;
 pub use devices::{DeviceRequirements, VIRTIO_F_ACCESS_PLATFORM};
 pub use error::{Error, FirmwareStatus, Result};
-pub use lifecycle::{validate_region, Lifecycle, State, PAGE_SIZE};
+pub use lifecycle::{validate_region, Lifecycle, RunGuard, State, PAGE_SIZE};
 pub use migration::MigrationBlocker;
 pub use platform::{PageType, Platform};
 pub use unprotected::Unprotected;

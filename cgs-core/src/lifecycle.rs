@@ -21,6 +21,8 @@
 //! [`VcpuFd`] for each call and never keeps them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use serde::{Deserialize, Serialize};
@@ -95,6 +97,39 @@ pub struct Lifecycle<B: ConfidentialBackend> {
     backend: B,
     state: State,
     vcpus: Vec<VcpuSlot>,
+    ready: Arc<AtomicBool>,
+}
+
+/// A cheap, clonable ready guard for vCPU threads.
+///
+/// [`Lifecycle::run_guard`] hands one to each vCPU thread; it answers the same question as
+/// [`Lifecycle::ensure_ready`] without borrowing the lifecycle, so the thread that owns the
+/// lifecycle can finalize while vCPU threads wait.
+#[derive(Debug, Clone)]
+pub struct RunGuard {
+    object_type: &'static str,
+    ready: Arc<AtomicBool>,
+}
+
+impl RunGuard {
+    /// `Ok` once the guest is ready; `Error::NotReady` before.
+    pub fn ensure_ready(&self) -> Result<()> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(Error::NotReady {
+                object_type: self.object_type,
+                state: State::Launching,
+                hint: "finalize was not called",
+            })
+        }
+    }
+
+    /// Run a vCPU once (`KVM_RUN`) after checking the guard.
+    pub fn run<'a>(&self, vcpu: &'a mut VcpuFd) -> Result<VcpuExit<'a>> {
+        self.ensure_ready()?;
+        vcpu.run().map_err(|e| Error::kvm("KVM_RUN", e))
+    }
 }
 
 impl<B: ConfidentialBackend + fmt::Debug> fmt::Debug for Lifecycle<B> {
@@ -114,6 +149,7 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
             backend,
             state: State::New,
             vcpus: Vec::new(),
+            ready: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -344,6 +380,7 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
         }
         self.backend.finalize(vm)?;
         self.state = State::Ready;
+        self.ready.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -363,6 +400,14 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
             state: self.state,
             hint,
         })
+    }
+
+    /// A ready guard for vCPU threads (see [`RunGuard`]).
+    pub fn run_guard(&self) -> RunGuard {
+        RunGuard {
+            object_type: self.backend.object_type(),
+            ready: Arc::clone(&self.ready),
+        }
     }
 
     /// Run a vCPU once (`KVM_RUN`) after checking the ready guard.

@@ -325,8 +325,15 @@ fn ready_guest_runs_and_unfinalized_guest_is_refused() {
         let mut vcpu = guest.create_vcpu(&vm, 0).unwrap();
         set_real_mode_entry(&vcpu, 0x1000).unwrap();
         guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+        let guard = guest.run_guard();
+        assert!(matches!(guard.ensure_ready(), Err(Error::NotReady { .. })));
         if finalize {
             guest.finalize(&vm).unwrap();
+            // The guard handed out before finalize sees the change (vCPU threads hold clones).
+            std::thread::spawn(move || guard.ensure_ready())
+                .join()
+                .unwrap()
+                .unwrap();
             let out = run_to_halt(&guest, &mut vcpu, 100).unwrap();
             assert_eq!(out, b"ready\n");
             assert_eq!(guest.backend().launched_bytes(), 4096);
