@@ -269,11 +269,25 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
         data: VolatileSlice<'_>,
         page_type: PageType,
     ) -> Result<()> {
+        self.expect_launching("launch_update")?;
+        self.update_region(vm, gpa, data, page_type)
+    }
+
+    fn expect_launching(&self, op: &'static str) -> Result<()> {
         self.expect(
-            "launch_update",
+            op,
             State::Launching,
             "launching (after kvm_init, before finalize)",
-        )?;
+        )
+    }
+
+    fn update_region(
+        &mut self,
+        vm: &VmFd,
+        gpa: u64,
+        data: VolatileSlice<'_>,
+        page_type: PageType,
+    ) -> Result<()> {
         validate_region(gpa, data.len() as u64, page_type)?;
         self.backend.launch_update(
             vm,
@@ -295,11 +309,7 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
         len: usize,
         page_type: PageType,
     ) -> Result<()> {
-        self.expect(
-            "launch_update",
-            State::Launching,
-            "launching (after kvm_init, before finalize)",
-        )?;
+        self.expect_launching("launch_update")?;
         validate_region(gpa.0, len as u64, page_type)?;
         if !mem.check_range(gpa, len) {
             return Err(Error::invalid_input(
@@ -320,15 +330,7 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
             // `mem` for the duration of this call; the new slice covers exactly the same bytes and
             // does not outlive `mem`'s borrow. Only the dirty-bitmap type is dropped.
             let plain = unsafe { VolatileSlice::new(slice.ptr_guard_mut().as_ptr(), piece_len) };
-            validate_region(piece_gpa, piece_len as u64, page_type)?;
-            self.backend.launch_update(
-                vm,
-                &LaunchRegion {
-                    gpa: piece_gpa,
-                    data: plain,
-                    page_type,
-                },
-            )?;
+            self.update_region(vm, piece_gpa, plain, page_type)?;
             offset += piece_len as u64;
         }
         Ok(())
@@ -337,11 +339,7 @@ impl<B: ConfidentialBackend> Lifecycle<B> {
     /// Establish vCPU `index`'s initial protected state (state `Launching`). Every created vCPU
     /// needs this once before [`finalize`](Self::finalize).
     pub fn set_vcpu_state(&mut self, vm: &VmFd, index: usize, vcpu: &VcpuFd) -> Result<()> {
-        self.expect(
-            "set_vcpu_state",
-            State::Launching,
-            "launching (after kvm_init, before finalize)",
-        )?;
+        self.expect_launching("set_vcpu_state")?;
         let slot = self.vcpus.get(index).copied().ok_or_else(|| {
             Error::invalid_input(
                 "vCPU index",

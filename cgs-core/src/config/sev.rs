@@ -259,6 +259,27 @@ impl SevGuestConfig {
     }
 }
 
+/// Setters for the `sev-common` properties, shared by both builders.
+macro_rules! common_setters {
+    () => {
+        /// Set `cbitpos`.
+        pub fn cbitpos(mut self, cbitpos: u32) -> Self {
+            self.0.common.cbitpos = Some(cbitpos);
+            self
+        }
+        /// Set `sev-device`.
+        pub fn sev_device(mut self, path: impl Into<String>) -> Self {
+            self.0.common.sev_device = path.into();
+            self
+        }
+        /// Set `kernel-hashes`.
+        pub fn kernel_hashes(mut self, on: bool) -> Self {
+            self.0.common.kernel_hashes = on;
+            self
+        }
+    };
+}
+
 /// Builds a validated [`SevGuestConfig`].
 #[derive(Debug, Clone)]
 pub struct SevGuestBuilder(SevGuestConfig);
@@ -269,21 +290,7 @@ impl SevGuestBuilder {
         self.0.policy = policy;
         self
     }
-    /// Set `cbitpos`.
-    pub fn cbitpos(mut self, cbitpos: u32) -> Self {
-        self.0.common.cbitpos = Some(cbitpos);
-        self
-    }
-    /// Set `sev-device`.
-    pub fn sev_device(mut self, path: impl Into<String>) -> Self {
-        self.0.common.sev_device = path.into();
-        self
-    }
-    /// Set `kernel-hashes`.
-    pub fn kernel_hashes(mut self, on: bool) -> Self {
-        self.0.common.kernel_hashes = on;
-        self
-    }
+    common_setters!();
     /// Set `handle`.
     pub fn handle(mut self, handle: u32) -> Self {
         self.0.handle = handle;
@@ -490,21 +497,7 @@ impl SevSnpGuestBuilder {
         self.0.policy = policy;
         self
     }
-    /// Set `cbitpos`.
-    pub fn cbitpos(mut self, cbitpos: u32) -> Self {
-        self.0.common.cbitpos = Some(cbitpos);
-        self
-    }
-    /// Set `sev-device`.
-    pub fn sev_device(mut self, path: impl Into<String>) -> Self {
-        self.0.common.sev_device = path.into();
-        self
-    }
-    /// Set `kernel-hashes`.
-    pub fn kernel_hashes(mut self, on: bool) -> Self {
-        self.0.common.kernel_hashes = on;
-        self
-    }
+    common_setters!();
     /// Set `guest-visible-workarounds`.
     pub fn guest_visible_workarounds(mut self, gosvw: [u8; 16]) -> Self {
         self.0.guest_visible_workarounds = gosvw;
