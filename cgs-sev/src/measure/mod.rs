@@ -1,0 +1,67 @@
+//! Offline launch measurement for SEV, SEV-ES and SEV-SNP guests.
+//!
+//! Pure functions over bytes (no paths, no I/O): parse an OVMF image, build the kernel-hashes
+//! table, build the per-vCPU VMSAs, and compute the launch digest the AMD secure processor will
+//! report, exactly as QEMU/KVM (or EC2, GCE) launch the guest. The SEV launch path uses the same
+//! [`vmsa::VcpuState`] to program its vCPUs, so prediction and launch cannot drift apart.
+//!
+//! - [`cpu`]: vCPU signatures (type name, raw value, family/model/stepping).
+//! - [`vmm`]: VMM presets (QEMU, EC2, GCE), versioned.
+//! - [`vmsa`]: the VMSA builder and its KVM register conversions.
+
+pub mod cpu;
+pub mod error;
+mod save_area;
+pub mod vmm;
+pub mod vmsa;
+
+pub use cpu::{CpuSignature, VcpuType};
+pub use error::{MeasureError, Result};
+pub use vmm::{VmmPreset, VmmType};
+pub use vmsa::{VcpuRole, VcpuState, VmsaBuilder, VmsaPage};
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xF)]));
+    }
+    s
+}
+
+/// Parses hex (upper or lower case, even length) into bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return Err(MeasureError::invalid("hex string", "odd number of digits"));
+    }
+    b.chunks_exact(2)
+        .map(|p| match (nibble(p[0]), nibble(p[1])) {
+            (Some(h), Some(l)) => Ok((h << 4) | l),
+            _ => Err(MeasureError::invalid("hex string", "non-hex digit")),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0x00, 0xAB, 0x7F]), "00ab7f");
+        assert_eq!(parse_hex("00AB7f").unwrap(), vec![0x00, 0xAB, 0x7F]);
+        assert!(parse_hex("abc").is_err());
+        assert!(parse_hex("zz").is_err());
+    }
+}
