@@ -1,0 +1,17 @@
+//! SEV live migration.
+//!
+//! - [`stream`]: the versioned, self-describing migration stream (encoder, incremental decoder).
+//! - [`vcpu`]: vCPU register state in the stream.
+//! - [`packet`]: the transport packet header.
+//! - [`dirty`]: dirty-page tracking with KVM's dirty log.
+//! - [`testing`]: a guest that keeps writing memory, for tests and examples.
+
+mod wire;
+
+pub mod dirty;
+pub mod packet;
+pub mod stream;
+pub mod testing;
+pub mod vcpu;
+
+pub use packet::PacketHeader;
