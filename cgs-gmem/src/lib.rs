@@ -5,4 +5,8 @@
 //!   that reason about RMP state.
 #![deny(missing_docs)]
 
+pub mod binding;
+pub mod memfd;
 pub mod rmp;
+pub mod tracker;
+pub mod uapi;
