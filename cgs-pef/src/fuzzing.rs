@@ -1,0 +1,210 @@
+//! Fuzz-target bodies for cgs-pef's untrusted inputs: ESM blobs and the guest's ultracalls.
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::esm::{EsmBlob, EsmRegion};
+use crate::papr::*;
+use crate::uv::sim::{PageState, SimConfig, SimUltravisor, FDT_MAGIC};
+use crate::{UvKey, PAGE_SHIFT, PAGE_SIZE};
+
+/// Guest memory of the ultracall fuzz target: 8 pages of 64 KiB.
+pub const FUZZ_MEM_PAGES: u64 = 8;
+/// Where the fuzz target's guest keeps its sealed ESM blob.
+pub const FUZZ_ESM_GPA: u64 = 7 * PAGE_SIZE;
+/// Where the fuzz target's guest keeps its FDT.
+pub const FUZZ_FDT_GPA: u64 = 6 * PAGE_SIZE;
+/// The key of the fuzz target's simulated ultravisor.
+pub const FUZZ_KEY: [u8; 32] = [0x5a; 32];
+/// Bytes per encoded call in [`fuzz_ultracalls`] input.
+pub const FUZZ_CALL_LEN: usize = 17;
+
+/// ESM blobs: parsing never panics, and what parses re-encodes to the same bytes.
+#[allow(clippy::panic)]
+pub fn fuzz_esm_blob(data: &[u8]) {
+    let Ok(blob) = EsmBlob::parse(data) else {
+        return;
+    };
+    if blob.to_bytes() != data {
+        panic!("ESM blob does not round-trip: {data:?}");
+    }
+}
+
+/// A simulated guest with a sealed ESM blob at [`FUZZ_ESM_GPA`] over page 0 and an FDT at
+/// [`FUZZ_FDT_GPA`], the capability enabled; returns the simulator. Used by the fuzz target
+/// and to build its seed corpus.
+#[allow(clippy::panic)]
+pub fn fuzz_guest() -> SimUltravisor {
+    let mem = match GuestMemoryMmap::<()>::from_ranges(&[(
+        GuestAddress(0),
+        (FUZZ_MEM_PAGES * PAGE_SIZE) as usize,
+    )]) {
+        Ok(m) => m,
+        Err(e) => panic!("guest memory: {e}"),
+    };
+    let key = UvKey::from_bytes(FUZZ_KEY);
+    let setup = (|| -> Result<SimUltravisor, String> {
+        mem.write_slice(b"secret kernel", GuestAddress(0))
+            .map_err(|e| e.to_string())?;
+        mem.write_slice(&FDT_MAGIC.to_be_bytes(), GuestAddress(FUZZ_FDT_GPA))
+            .map_err(|e| e.to_string())?;
+        let blob = EsmBlob::seal(
+            &key,
+            &[EsmRegion {
+                gpa: 0,
+                len: PAGE_SIZE,
+            }],
+            |gpa, buf| mem.read_slice(buf, GuestAddress(gpa)),
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        mem.write_slice(&blob.to_bytes(), GuestAddress(FUZZ_ESM_GPA))
+            .map_err(|e| e.to_string())?;
+        let mut sim = SimUltravisor::new(SimConfig::new(key), &mem).map_err(|e| e.to_string())?;
+        sim.kvm_enable_cap().map_err(|e| e.to_string())?;
+        Ok(sim)
+    })();
+    match setup {
+        Ok(sim) => sim,
+        Err(e) => panic!("fuzz guest setup: {e}"),
+    }
+}
+
+/// Encode one call of [`fuzz_ultracalls`] input.
+pub fn encode_call(selector: u8, a: u64, b: u64) -> [u8; FUZZ_CALL_LEN] {
+    let mut out = [0u8; FUZZ_CALL_LEN];
+    out[0] = selector;
+    out[1..9].copy_from_slice(&a.to_le_bytes());
+    out[9..17].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// Sequences of guest ultracalls, UV→KVM hcalls, host accesses and resets with arbitrary
+/// arguments against a simulated guest: no panic, and the simulator's invariants (no host read
+/// of a secure page, plaintext exactly for secure pages, …) hold after every call.
+#[allow(clippy::panic)]
+pub fn fuzz_ultracalls(data: &[u8]) {
+    let mut sim = fuzz_guest();
+    for call in data.chunks_exact(FUZZ_CALL_LEN) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&call[1..9]);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&call[9..17]);
+        let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+        // Small arguments are the interesting ones; fold half of the inputs into range.
+        let gpa = if call[0] & 0x80 != 0 {
+            a % (FUZZ_MEM_PAGES * PAGE_SIZE + PAGE_SIZE)
+        } else {
+            a
+        };
+        let small = if call[0] & 0x80 != 0 { b % 16 } else { b };
+        match call[0] & 0x7f {
+            0 => {
+                sim.guest_ultracall(UV_ESM, [FUZZ_ESM_GPA, FUZZ_FDT_GPA]);
+            }
+            1 => {
+                sim.guest_ultracall(UV_ESM, [gpa, small]);
+            }
+            2 => {
+                sim.guest_ultracall(UV_SHARE_PAGE, [gpa >> PAGE_SHIFT, small]);
+            }
+            3 => {
+                sim.guest_ultracall(UV_UNSHARE_PAGE, [gpa >> PAGE_SHIFT, small]);
+            }
+            4 => {
+                sim.guest_ultracall(UV_UNSHARE_ALL_PAGES, [a, b]);
+            }
+            5 => {
+                sim.guest_ultracall(a, [gpa, small]);
+            }
+            6 => {
+                sim.h_svm_init_start();
+            }
+            7 => {
+                sim.h_svm_init_done();
+            }
+            8 => {
+                sim.h_svm_init_abort();
+            }
+            9 => {
+                sim.h_svm_page_in(gpa, small & 3, b >> 60);
+            }
+            10 => {
+                sim.h_svm_page_out(gpa, small & 1, u64::from(PAGE_SHIFT));
+            }
+            11 => {
+                sim.uv_page_in(gpa, small & 1, u64::from(PAGE_SHIFT));
+            }
+            12 => {
+                sim.uv_page_out(gpa, small & 1, u64::from(PAGE_SHIFT));
+            }
+            13 => {
+                let _ = sim.host_write(gpa, &b.to_le_bytes());
+            }
+            14 => {
+                let mut buf = [0u8; 8];
+                if let (Ok(PageState::Secure), Ok(())) =
+                    (sim.page_state(gpa), sim.host_read(gpa, &mut buf))
+                {
+                    panic!("host read a secure page at {gpa:#x}");
+                }
+            }
+            15 => {
+                let mut buf = [0u8; 16];
+                let _ = sim.guest_read(gpa, &mut buf);
+                let _ = sim.guest_write(gpa, &a.to_le_bytes());
+            }
+            16 => {
+                sim.set_running_vcpus((small % 2) as usize);
+                let _ = sim.kvm_svm_off();
+            }
+            _ => {}
+        }
+        if let Err(e) = sim.check_invariants() {
+            panic!("invariant broken after call {call:?}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_bodies_over_generated_inputs() {
+        let mut input = Vec::new();
+        input.extend_from_slice(&encode_call(0, 0, 0));
+        input.extend_from_slice(&encode_call(0x82, PAGE_SIZE, 2));
+        input.extend_from_slice(&encode_call(0x8c, 0, 0));
+        input.extend_from_slice(&encode_call(0x8d, 0, 0xffff));
+        input.extend_from_slice(&encode_call(0x8f, 0, 0));
+        input.extend_from_slice(&encode_call(0x90, 0, 0));
+        fuzz_ultracalls(&input);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..40 {
+            let mut seq = Vec::new();
+            for _ in 0..12 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                seq.extend_from_slice(&encode_call((x % 17) as u8 | 0x80, x >> 8, x >> 3));
+            }
+            fuzz_ultracalls(&seq);
+        }
+        let blob = EsmBlob::seal(
+            &UvKey::from_bytes([1; 32]),
+            &[EsmRegion { gpa: 0, len: PAGE_SIZE }],
+            |_, b: &mut [u8]| {
+                b.fill(0);
+                Ok::<(), ()>(())
+            },
+        )
+        .unwrap()
+        .to_bytes();
+        fuzz_esm_blob(&blob);
+        for i in 0..blob.len() {
+            let mut m = blob.clone();
+            m[i] ^= 0xff;
+            fuzz_esm_blob(&m);
+            fuzz_esm_blob(&blob[..i]);
+        }
+    }
+}
