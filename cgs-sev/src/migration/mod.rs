@@ -4,11 +4,15 @@
 //! - [`vcpu`]: vCPU register state in the stream.
 //! - [`packet`]: the transport packet header.
 //! - [`dirty`]: dirty-page tracking with KVM's dirty log.
+//! - [`optin`]: the guest's opt-in through `MSR_KVM_MIGRATION_CONTROL`, and the blocker.
+//! - [`intrahost`]: moving or mirroring an encryption context between VMs of one host.
 //! - [`testing`]: a guest that keeps writing memory, for tests and examples.
 
 mod wire;
 
 pub mod dirty;
+pub mod intrahost;
+pub mod optin;
 pub mod packet;
 pub mod stream;
 pub mod testing;
