@@ -100,11 +100,17 @@ impl fmt::Display for EsmError {
             EsmError::Magic => f.write_str("ESM blob has a bad magic"),
             EsmError::Version(v) => write!(f, "ESM blob version {v} is not supported"),
             EsmError::RegionCount(n) => {
-                write!(f, "ESM blob lists {n} regions (1..={ESM_MAX_REGIONS} allowed)")
+                write!(
+                    f,
+                    "ESM blob lists {n} regions (1..={ESM_MAX_REGIONS} allowed)"
+                )
             }
             EsmError::Region { index, why } => write!(f, "ESM region {index} {why}"),
             EsmError::Order { index } => {
-                write!(f, "ESM region {index} overlaps or precedes the previous one")
+                write!(
+                    f,
+                    "ESM region {index} overlaps or precedes the previous one"
+                )
             }
             EsmError::OutOfMemory { index } => {
                 write!(f, "ESM region {index} is not backed by guest memory")
@@ -333,8 +339,14 @@ mod tests {
 
     fn regions() -> Vec<EsmRegion> {
         vec![
-            EsmRegion { gpa: 0, len: PAGE_SIZE },
-            EsmRegion { gpa: 3 * PAGE_SIZE, len: 2 * PAGE_SIZE },
+            EsmRegion {
+                gpa: 0,
+                len: PAGE_SIZE,
+            },
+            EsmRegion {
+                gpa: 3 * PAGE_SIZE,
+                len: 2 * PAGE_SIZE,
+            },
         ]
     }
 
@@ -349,7 +361,10 @@ mod tests {
         assert_eq!(parsed.verify(&key, mem).unwrap(), Ok(()));
         // Another key, or other contents, fail.
         let other = UvKey::from_bytes([2; 32]);
-        assert_eq!(parsed.verify(&other, mem).unwrap(), Err(EsmError::Integrity));
+        assert_eq!(
+            parsed.verify(&other, mem).unwrap(),
+            Err(EsmError::Integrity)
+        );
         let tampered = |gpa: u64, buf: &mut [u8]| {
             mem(gpa, buf)?;
             if gpa == 4 * PAGE_SIZE {
@@ -357,15 +372,24 @@ mod tests {
             }
             Ok::<(), Infallible>(())
         };
-        assert_eq!(parsed.verify(&key, tampered).unwrap(), Err(EsmError::Integrity));
+        assert_eq!(
+            parsed.verify(&key, tampered).unwrap(),
+            Err(EsmError::Integrity)
+        );
     }
 
     #[test]
     fn malformed_blobs_are_refused_with_typed_errors() {
         let key = UvKey::from_bytes([1; 32]);
         let good = EsmBlob::seal(&key, &regions(), mem).unwrap().to_bytes();
-        assert!(matches!(EsmBlob::parse(&good[..10]), Err(EsmError::Length { .. })));
-        assert!(matches!(EsmBlob::parse(&good[..good.len() - 1]), Err(EsmError::Length { .. })));
+        assert!(matches!(
+            EsmBlob::parse(&good[..10]),
+            Err(EsmError::Length { .. })
+        ));
+        assert!(matches!(
+            EsmBlob::parse(&good[..good.len() - 1]),
+            Err(EsmError::Length { .. })
+        ));
         let mut b = good.clone();
         b[0] ^= 1;
         assert_eq!(EsmBlob::parse(&b), Err(EsmError::Magic));
@@ -380,16 +404,25 @@ mod tests {
         assert_eq!(EsmBlob::parse(&b), Err(EsmError::RegionCount(65)));
         let mut b = good.clone();
         b[16] = 1; // region 0 gpa unaligned
-        assert!(matches!(EsmBlob::parse(&b), Err(EsmError::Region { index: 0, .. })));
+        assert!(matches!(
+            EsmBlob::parse(&b),
+            Err(EsmError::Region { index: 0, .. })
+        ));
         let mut b = good.clone();
         b[24..32].copy_from_slice(&0u64.to_le_bytes()); // region 0 empty
-        assert!(matches!(EsmBlob::parse(&b), Err(EsmError::Region { index: 0, .. })));
+        assert!(matches!(
+            EsmBlob::parse(&b),
+            Err(EsmError::Region { index: 0, .. })
+        ));
         let mut b = good.clone();
         b[32..40].copy_from_slice(&0u64.to_le_bytes()); // region 1 at 0: overlaps region 0
         assert_eq!(EsmBlob::parse(&b), Err(EsmError::Order { index: 1 }));
         let mut b = good;
         b[32..40].copy_from_slice(&(u64::MAX - PAGE_SIZE + 1).to_le_bytes());
-        assert!(matches!(EsmBlob::parse(&b), Err(EsmError::Region { index: 1, .. })));
+        assert!(matches!(
+            EsmBlob::parse(&b),
+            Err(EsmError::Region { index: 1, .. })
+        ));
         assert!(matches!(
             EsmBlob::seal(&key, &[], mem),
             Err(SealError::Esm(EsmError::RegionCount(0)))

@@ -125,7 +125,12 @@ pub fn fuzz_ultracalls(data: &[u8]) {
                 sim.h_svm_init_abort();
             }
             9 => {
-                sim.h_svm_page_in(gpa, small & 3, b >> 60);
+                let order = if b & 1 == 0 {
+                    u64::from(PAGE_SHIFT)
+                } else {
+                    b >> 58
+                };
+                sim.h_svm_page_in(gpa, small & 3, order);
             }
             10 => {
                 sim.h_svm_page_out(gpa, small & 1, u64::from(PAGE_SHIFT));
@@ -191,7 +196,10 @@ mod tests {
         }
         let blob = EsmBlob::seal(
             &UvKey::from_bytes([1; 32]),
-            &[EsmRegion { gpa: 0, len: PAGE_SIZE }],
+            &[EsmRegion {
+                gpa: 0,
+                len: PAGE_SIZE,
+            }],
             |_, b: &mut [u8]| {
                 b.fill(0);
                 Ok::<(), ()>(())

@@ -45,6 +45,9 @@ mod tests {
             std::mem::size_of::<KvmEnableCap>(),
             std::mem::size_of::<kvm_bindings::kvm_enable_cap>()
         );
-        assert_eq!(KVM_CAP_PPC_SECURE_GUEST, kvm_bindings::KVM_CAP_PPC_SECURE_GUEST);
+        assert_eq!(
+            KVM_CAP_PPC_SECURE_GUEST,
+            kvm_bindings::KVM_CAP_PPC_SECURE_GUEST
+        );
     }
 }

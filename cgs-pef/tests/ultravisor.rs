@@ -4,7 +4,9 @@ mod common;
 
 use cgs_core::Error;
 use cgs_pef::papr::*;
-use cgs_pef::{EsmBlob, EsmRegion, GuestMode, PageState, SimUltravisor, UvKey, PAGE_SHIFT, PAGE_SIZE};
+use cgs_pef::{
+    EsmBlob, EsmRegion, GuestMode, PageState, SimUltravisor, UvKey, PAGE_SHIFT, PAGE_SIZE,
+};
 use common::*;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -30,7 +32,10 @@ fn esm_makes_every_page_secure_and_hides_it_from_the_host() {
         other => panic!("host read of a secure page: {other:?}"),
     }
     assert!(sim.host_write(SECRET_GPA, b"x").is_err());
-    assert_eq!(raw(&mem, PAGE_SIZE, PAGE_SIZE as usize), vec![0u8; PAGE_SIZE as usize]);
+    assert_eq!(
+        raw(&mem, PAGE_SIZE, PAGE_SIZE as usize),
+        vec![0u8; PAGE_SIZE as usize]
+    );
     // The guest still sees its memory.
     let mut seen = vec![0u8; SECRET.len()];
     sim.guest_read(SECRET_GPA, &mut seen).unwrap();
@@ -80,7 +85,10 @@ fn esm_integrity_failure_aborts_and_leaves_memory_alone() {
     mem.write_slice(b"X", GuestAddress(SECRET_GPA)).unwrap();
     assert_eq!(sim.uv_esm(ESM_GPA, FDT_GPA), H_PERMISSION);
     let abort = sim.events().find(|e| e.call == "H_SVM_INIT_ABORT").unwrap();
-    assert_eq!(abort.rc, H_PARAMETER, "KVM answers an abort with H_PARAMETER");
+    assert_eq!(
+        abort.rc, H_PARAMETER,
+        "KVM answers an abort with H_PARAMETER"
+    );
     assert_eq!(sim.mode(), GuestMode::Normal);
     assert_eq!(sim.count(PageState::Normal), MEM_PAGES as usize);
     assert_eq!(raw(&mem, SECRET_GPA + 1, SECRET.len() - 1), &SECRET[1..]);
@@ -89,11 +97,15 @@ fn esm_integrity_failure_aborts_and_leaves_memory_alone() {
     let (mem2, mut sim2) = enabled_sim();
     let other = EsmBlob::seal(
         &UvKey::from_bytes([9; 32]),
-        &[EsmRegion { gpa: 0, len: PAGE_SIZE }],
+        &[EsmRegion {
+            gpa: 0,
+            len: PAGE_SIZE,
+        }],
         |gpa, buf| mem2.read_slice(buf, GuestAddress(gpa)),
     )
     .unwrap();
-    mem2.write_slice(&other.to_bytes(), GuestAddress(ESM_GPA)).unwrap();
+    mem2.write_slice(&other.to_bytes(), GuestAddress(ESM_GPA))
+        .unwrap();
     assert_eq!(sim2.uv_esm(ESM_GPA, FDT_GPA), H_PERMISSION);
 }
 
@@ -110,14 +122,18 @@ fn esm_argument_errors() {
     // A well-formed blob protecting memory the guest does not have.
     let outside = EsmBlob::seal(
         &UvKey::from_bytes(KEY),
-        &[EsmRegion { gpa: MEM_PAGES * PAGE_SIZE, len: PAGE_SIZE }],
+        &[EsmRegion {
+            gpa: MEM_PAGES * PAGE_SIZE,
+            len: PAGE_SIZE,
+        }],
         |_, buf: &mut [u8]| {
             buf.fill(0);
             Ok::<(), ()>(())
         },
     )
     .unwrap();
-    mem.write_slice(&outside.to_bytes(), GuestAddress(ESM_GPA)).unwrap();
+    mem.write_slice(&outside.to_bytes(), GuestAddress(ESM_GPA))
+        .unwrap();
     assert_eq!(sim.uv_esm(ESM_GPA, FDT_GPA), H_PARAMETER);
     assert_eq!(sim.mode(), GuestMode::Normal);
     sim.check_invariants().unwrap();
@@ -162,15 +178,32 @@ fn h_svm_page_in_and_out_argument_checks() {
     assert_eq!(sim.h_svm_page_in(0, 0, 12), H_P3);
     assert_eq!(sim.h_svm_page_in(0, 2, ORDER), H_P2);
     assert_eq!(sim.h_svm_page_in(0x100, 0, ORDER), H_PARAMETER);
-    assert_eq!(sim.h_svm_page_in(MEM_PAGES * PAGE_SIZE, 0, ORDER), H_PARAMETER);
+    assert_eq!(
+        sim.h_svm_page_in(MEM_PAGES * PAGE_SIZE, 0, ORDER),
+        H_PARAMETER
+    );
     assert_eq!(sim.h_svm_page_in(0, 0, ORDER), H_SUCCESS);
-    assert_eq!(sim.h_svm_page_in(0, 0, ORDER), H_PARAMETER, "already paged in");
-    assert_eq!(sim.h_svm_page_in(2 * PAGE_SIZE, H_PAGE_IN_SHARED, ORDER), H_SUCCESS);
+    assert_eq!(
+        sim.h_svm_page_in(0, 0, ORDER),
+        H_PARAMETER,
+        "already paged in"
+    );
+    assert_eq!(
+        sim.h_svm_page_in(2 * PAGE_SIZE, H_PAGE_IN_SHARED, ORDER),
+        H_SUCCESS
+    );
     assert_eq!(sim.page_state(2 * PAGE_SIZE).unwrap(), PageState::Shared);
     assert_eq!(sim.h_svm_page_out(0, 0, 12), H_P3);
     assert_eq!(sim.h_svm_page_out(0, 1, ORDER), H_P2);
-    assert_eq!(sim.h_svm_page_out(u64::MAX & !(PAGE_SIZE - 1), 0, ORDER), H_PARAMETER);
-    assert_eq!(sim.h_svm_page_out(3 * PAGE_SIZE, 0, ORDER), H_SUCCESS, "not secure: nothing to do");
+    assert_eq!(
+        sim.h_svm_page_out(!(PAGE_SIZE - 1), 0, ORDER),
+        H_PARAMETER
+    );
+    assert_eq!(
+        sim.h_svm_page_out(3 * PAGE_SIZE, 0, ORDER),
+        H_SUCCESS,
+        "not secure: nothing to do"
+    );
     assert_eq!(sim.page_state(3 * PAGE_SIZE).unwrap(), PageState::Normal);
     assert_eq!(sim.h_svm_page_out(0, 0, ORDER), H_SUCCESS);
     assert_eq!(sim.page_state(0).unwrap(), PageState::PagedOut);
@@ -225,7 +258,11 @@ fn uv_page_in_and_out_argument_checks() {
     }
     assert_eq!(sim.uv_page_in(0, 0, ORDER), H_PARAMETER, "already secure");
     assert_eq!(sim.uv_share_page(3, 1), H_SUCCESS);
-    assert_eq!(sim.uv_page_out(3 * PAGE_SIZE, 0, ORDER), H_PARAMETER, "shared, not secure");
+    assert_eq!(
+        sim.uv_page_out(3 * PAGE_SIZE, 0, ORDER),
+        H_PARAMETER,
+        "shared, not secure"
+    );
     sim.check_invariants().unwrap();
 }
 
@@ -272,7 +309,11 @@ fn share_refusals_change_nothing() {
     assert_eq!(sim.uv_share_page(MEM_PAGES, 1), H_PARAMETER);
     assert_eq!(sim.uv_share_page(u64::MAX, 1), H_PARAMETER);
     assert_eq!(sim.uv_share_page(0, 0), H_P2);
-    assert_eq!(sim.uv_share_page(MEM_PAGES - 2, 3), H_P2, "runs past the end");
+    assert_eq!(
+        sim.uv_share_page(MEM_PAGES - 2, 3),
+        H_P2,
+        "runs past the end"
+    );
     assert_eq!(sim.uv_share_page(1, u64::MAX), H_P2);
     assert_eq!(sim.uv_unshare_page(0, MEM_PAGES + 1), H_P2);
     assert_eq!(sim.count(PageState::Secure), MEM_PAGES as usize);
@@ -291,7 +332,10 @@ fn guest_ultracall_dispatch() {
     assert_eq!(sim.guest_ultracall(UV_SHARE_PAGE, [4, 1]), H_SUCCESS);
     assert_eq!(sim.guest_ultracall(UV_UNSHARE_PAGE, [4, 1]), H_SUCCESS);
     assert_eq!(sim.guest_ultracall(UV_UNSHARE_ALL_PAGES, [0, 0]), H_SUCCESS);
-    assert_eq!(sim.last_event().unwrap().to_string(), "UV_UNSHARE_ALL_PAGES(0x0, 0x0) = H_SUCCESS");
+    assert_eq!(
+        sim.last_event().unwrap().to_string(),
+        "UV_UNSHARE_ALL_PAGES(0x0, 0x0) = H_SUCCESS"
+    );
 }
 
 #[test]
@@ -313,7 +357,10 @@ fn svm_off_returns_the_guest_to_normal_with_pages_scrubbed() {
     assert!(calls(&sim).contains(&"UV_SVM_TERMINATE"));
     // Formerly secure and paged-out pages are zero; the secret is gone everywhere.
     for page in [0, 1, 4] {
-        assert_eq!(raw(&mem, page * PAGE_SIZE, PAGE_SIZE as usize), vec![0u8; PAGE_SIZE as usize]);
+        assert_eq!(
+            raw(&mem, page * PAGE_SIZE, PAGE_SIZE as usize),
+            vec![0u8; PAGE_SIZE as usize]
+        );
     }
     let mut buf = vec![0u8; SECRET.len()];
     sim.host_read(SECRET_GPA, &mut buf).unwrap();
@@ -349,6 +396,9 @@ fn memory_must_be_64k_aligned_and_debug_redacts() {
     let (_mem, sim) = secure_sim();
     let dbg = format!("{sim:?}");
     assert!(dbg.contains("secure_pages: 16"), "{dbg}");
-    assert!(!dbg.contains("66, 66"), "key bytes must not be printed: {dbg}");
+    assert!(
+        !dbg.contains("66, 66"),
+        "key bytes must not be printed: {dbg}"
+    );
     assert_eq!(format!("{:?}", config().key), "UvKey(<redacted>)");
 }

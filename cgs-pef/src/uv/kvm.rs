@@ -77,7 +77,9 @@ impl Ultravisor for KvmUltravisor {
         };
         // KVM returns 0 for unknown capabilities; a negative value is a failed ioctl.
         if ret < 0 {
-            return Err(Error::last_os("KVM_CHECK_EXTENSION(KVM_CAP_PPC_SECURE_GUEST)"));
+            return Err(Error::last_os(
+                "KVM_CHECK_EXTENSION(KVM_CAP_PPC_SECURE_GUEST)",
+            ));
         }
         Ok(ret > 0)
     }

@@ -31,9 +31,7 @@ use aes::Aes256;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 use hmac::Mac;
 use kvm_ioctls::VmFd;
-use vm_memory::{
-    Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
-};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use zeroize::{Zeroize, Zeroizing};
 
 use cgs_core::{Error, FirmwareStatus, Result};
@@ -180,7 +178,10 @@ pub struct SimUltravisor {
 impl fmt::Debug for SimUltravisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SimUltravisor")
-            .field("secure_guests_available", &self.config.secure_guests_available)
+            .field(
+                "secure_guests_available",
+                &self.config.secure_guests_available,
+            )
             .field("radix_guest", &self.config.radix_guest)
             .field("svm_enabled", &self.svm_enabled)
             .field("mode", &self.mode)
@@ -410,8 +411,7 @@ impl SimUltravisor {
     }
 
     fn check_guest_range(&self, gpa: u64, len: usize) -> Result<()> {
-        if gpa.checked_add(len as u64).is_none() || !self.mem.check_range(GuestAddress(gpa), len)
-        {
+        if gpa.checked_add(len as u64).is_none() || !self.mem.check_range(GuestAddress(gpa), len) {
             return Err(Error::invalid_input(
                 "guest address",
                 format!("[{gpa:#x}, +{len:#x}) is not guest memory"),
@@ -427,7 +427,11 @@ impl SimUltravisor {
         }
         let rc = self.h_svm_page_in(gfn << PAGE_SHIFT, 0, u64::from(PAGE_SHIFT));
         if rc != H_SUCCESS {
-            return Err(sim_error("H_SVM_PAGE_IN", rc, "paging in a paged-out secure page"));
+            return Err(sim_error(
+                "H_SVM_PAGE_IN",
+                rc,
+                "paging in a paged-out secure page",
+            ));
         }
         Ok(())
     }
@@ -889,15 +893,24 @@ impl SimUltravisor {
     /// the host never able to read a secure page.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         if self.mode == GuestMode::Normal && !self.pages.is_empty() {
-            return Err(format!("normal guest with {} page records", self.pages.len()));
+            return Err(format!(
+                "normal guest with {} page records",
+                self.pages.len()
+            ));
         }
         for (gfn, p) in &self.pages {
             if !self.gfn_valid(*gfn) {
                 return Err(format!("page record for non-memory gfn {gfn:#x}"));
             }
-            let has_plain = p.secure.as_ref().is_some_and(|s| s.len() == PAGE_SIZE as usize);
+            let has_plain = p
+                .secure
+                .as_ref()
+                .is_some_and(|s| s.len() == PAGE_SIZE as usize);
             if has_plain != (p.state == PageState::Secure) || (p.state == PageState::Normal) {
-                return Err(format!("gfn {gfn:#x} in {:?} with plaintext {has_plain}", p.state));
+                return Err(format!(
+                    "gfn {gfn:#x} in {:?} with plaintext {has_plain}",
+                    p.state
+                ));
             }
             if p.state == PageState::Secure {
                 let mut b = [0u8; 1];
@@ -958,11 +971,14 @@ impl SimUltravisor {
     /// The model of `KVM_ENABLE_CAP(KVM_CAP_PPC_SECURE_GUEST)`: `EINVAL` without secure memory
     /// (as `kvmhv_enable_svm` does), or the injected errno.
     pub fn kvm_enable_cap(&mut self) -> Result<()> {
-        let errno = self.fail_enable_cap.take().or(if self.config.secure_guests_available {
-            None
-        } else {
-            Some(libc::EINVAL)
-        });
+        let errno = self
+            .fail_enable_cap
+            .take()
+            .or(if self.config.secure_guests_available {
+                None
+            } else {
+                Some(libc::EINVAL)
+            });
         if let Some(errno) = errno {
             self.log("KVM_ENABLE_CAP", [0, 0], -i64::from(errno));
             return Err(errno_error(OP_ENABLE_CAP, errno));

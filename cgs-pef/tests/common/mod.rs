@@ -20,14 +20,19 @@ pub fn memory() -> GuestMemoryMmap {
 /// pages 0..2 into an ESM blob, place the blob and an FDT.
 pub fn prepare_guest_image(mem: &GuestMemoryMmap) {
     mem.write_slice(SECRET, GuestAddress(SECRET_GPA)).unwrap();
-    mem.write_slice(&FDT_MAGIC.to_be_bytes(), GuestAddress(FDT_GPA)).unwrap();
+    mem.write_slice(&FDT_MAGIC.to_be_bytes(), GuestAddress(FDT_GPA))
+        .unwrap();
     let blob = EsmBlob::seal(
         &UvKey::from_bytes(KEY),
-        &[EsmRegion { gpa: 0, len: 2 * PAGE_SIZE }],
+        &[EsmRegion {
+            gpa: 0,
+            len: 2 * PAGE_SIZE,
+        }],
         |gpa, buf| mem.read_slice(buf, GuestAddress(gpa)),
     )
     .unwrap();
-    mem.write_slice(&blob.to_bytes(), GuestAddress(ESM_GPA)).unwrap();
+    mem.write_slice(&blob.to_bytes(), GuestAddress(ESM_GPA))
+        .unwrap();
 }
 
 pub fn config() -> SimConfig {
