@@ -8,15 +8,32 @@
 //! - [`cpu`]: vCPU signatures (type name, raw value, family/model/stepping).
 //! - [`vmm`]: VMM presets (QEMU, EC2, GCE), versioned.
 //! - [`vmsa`]: the VMSA builder and its KVM register conversions.
+//! - [`ovmf`]: the OVMF footer GUID table and SEV metadata sections.
+//! - [`hashes`]: the kernel-hashes table of measured direct boot.
+//! - [`gctx`]: the SNP PAGE_INFO digest chain.
+//! - [`digest`]: SEV, SEV-ES and SNP launch digests.
+//! - [`idblock`]: the SNP ID block and ID auth (P-384), signing and verification.
 
 pub mod cpu;
+pub mod digest;
 pub mod error;
+pub mod gctx;
+pub mod guid;
+pub mod hashes;
+pub mod idblock;
+pub mod ovmf;
 mod save_area;
 pub mod vmm;
 pub mod vmsa;
 
 pub use cpu::{CpuSignature, VcpuType};
+pub use digest::{
+    sev_launch_digest, seves_launch_digest, snp_launch_digest, snp_ovmf_hash, LaunchInputs,
+};
 pub use error::{MeasureError, Result};
+pub use gctx::Gctx;
+pub use hashes::KernelHashes;
+pub use ovmf::OvmfImage;
 pub use vmm::{VmmPreset, VmmType};
 pub use vmsa::{VcpuRole, VcpuState, VmsaBuilder, VmsaPage};
 

@@ -1,0 +1,196 @@
+//! Launch digests: SEV, SEV-ES and SEV-SNP, as the secure processor computes them for a guest
+//! launched by QEMU (or EC2, GCE) with an OVMF image.
+//!
+//! - SEV: `SHA-256(OVMF ‖ [hashes table])`.
+//! - SEV-ES: `SHA-256(OVMF ‖ [hashes table] ‖ VMSA_BSP ‖ VMSA_AP × (n−1))`.
+//! - SNP: the [`Gctx`] chain over the OVMF pages (or a precomputed OVMF hash), the SEV metadata
+//!   sections mapped to page types as QEMU maps them, then one VMSA per vCPU.
+
+use cgs_core::PageType;
+use sha2::{Digest, Sha256};
+
+use super::cpu::CpuSignature;
+use super::error::{MeasureError, Result};
+use super::gctx::{Gctx, LD_SIZE};
+use super::hashes::{KernelHashes, PADDED_TABLE_LEN};
+use super::ovmf::{MetadataSection, OvmfImage, SectionKind};
+use super::vmm::{CpuidPlacement, SecMemPages, VmmPreset};
+use super::vmsa::VmsaBuilder;
+
+/// The inputs of an SEV-ES or SNP launch digest beyond the firmware image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchInputs {
+    /// Number of vCPUs (at least 1).
+    pub vcpus: u32,
+    /// The VMM preset.
+    pub vmm: VmmPreset,
+    /// The vCPU signature (needed when the preset puts it in RDX).
+    pub signature: Option<CpuSignature>,
+    /// `SEV_FEATURES` of the VMSAs: the SNP guest features (sev-snp-measure's default 0x1), 0 for
+    /// SEV-ES as sev-snp-measure assumes.
+    pub sev_features: u64,
+    /// Measured direct boot: the kernel hashes.
+    pub kernel_hashes: Option<KernelHashes>,
+    /// SNP only: a precomputed OVMF hash to start from instead of hashing the image.
+    pub ovmf_hash: Option<[u8; LD_SIZE]>,
+}
+
+impl LaunchInputs {
+    /// `vcpus` vCPUs of a QEMU guest with the given signature, SNP guest features 0x1, no kernel.
+    pub fn qemu(vcpus: u32, signature: CpuSignature) -> Self {
+        LaunchInputs {
+            vcpus,
+            vmm: VmmPreset::QEMU,
+            signature: Some(signature),
+            sev_features: 0x1,
+            kernel_hashes: None,
+            ovmf_hash: None,
+        }
+    }
+
+    /// The VMSA builder these inputs describe (AP reset address from `ovmf`). This is what the
+    /// launch path programs its vCPUs from.
+    pub fn vmsa_builder(&self, ovmf: &OvmfImage<'_>) -> Result<VmsaBuilder> {
+        Ok(VmsaBuilder {
+            preset: self.vmm,
+            signature: self.signature,
+            sev_features: self.sev_features,
+            ap_reset_eip: ovmf.sev_es_reset_eip()?,
+        })
+    }
+
+    fn vcpu_count(&self) -> Result<u32> {
+        if self.vcpus == 0 {
+            return Err(MeasureError::invalid("vCPU count", "must be at least 1"));
+        }
+        Ok(self.vcpus)
+    }
+}
+
+/// The SEV (and SEV-ES) prefix: OVMF, then the padded hashes table when booting a kernel.
+fn sev_hasher(ovmf: &OvmfImage<'_>, kernel: Option<&KernelHashes>) -> Result<Sha256> {
+    let mut h = Sha256::new();
+    h.update(ovmf.data());
+    if let Some(k) = kernel {
+        match ovmf.sev_hashes_table()? {
+            Some((_, size)) if size as usize >= PADDED_TABLE_LEN => h.update(k.table()),
+            _ => return Err(MeasureError::KernelHashesUnsupported),
+        }
+    }
+    Ok(h)
+}
+
+/// The SEV launch digest (GCTX.LD, the input of LAUNCH_MEASURE's HMAC).
+pub fn sev_launch_digest(ovmf: &OvmfImage<'_>, kernel: Option<&KernelHashes>) -> Result<[u8; 32]> {
+    Ok(sev_hasher(ovmf, kernel)?.finalize().into())
+}
+
+/// The SEV-ES launch digest.
+pub fn seves_launch_digest(ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<[u8; 32]> {
+    let vcpus = inputs.vcpu_count()?;
+    let mut h = sev_hasher(ovmf, inputs.kernel_hashes.as_ref())?;
+    let builder = inputs.vmsa_builder(ovmf)?;
+    h.update(builder.bsp()?.to_vmsa().as_bytes());
+    if vcpus > 1 {
+        let ap = builder.ap()?.to_vmsa();
+        for _ in 1..vcpus {
+            h.update(ap.as_bytes());
+        }
+    }
+    Ok(h.finalize().into())
+}
+
+/// `snp:ovmf-hash`: the SNP digest after the OVMF pages alone, to seed later computations.
+pub fn snp_ovmf_hash(ovmf: &OvmfImage<'_>) -> Result<[u8; LD_SIZE]> {
+    let mut g = Gctx::new();
+    g.update_normal_pages(ovmf.gpa(), ovmf.data())?;
+    Ok(g.ld())
+}
+
+fn snp_kernel_hashes_section(
+    g: &mut Gctx,
+    ovmf: &OvmfImage<'_>,
+    kernel: Option<&KernelHashes>,
+    s: &MetadataSection,
+) -> Result<()> {
+    let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
+    let Some(k) = kernel else {
+        return g.update_contentless_pages(PageType::Zero, gpa, len);
+    };
+    let (table_gpa, _) = ovmf
+        .sev_hashes_table()?
+        .ok_or(MeasureError::MissingTableEntry {
+            name: "SEV_HASH_TABLE_RV_GUID",
+        })?;
+    let region = k
+        .region((table_gpa & 0xFFF) as usize, s.size as usize)
+        .map_err(|_| MeasureError::HashesTablePlacement {
+            gpa: u64::from(table_gpa),
+            section_len: len,
+        })?;
+    g.update_normal_pages(gpa, &region)
+}
+
+/// The SNP launch digest (the MEASUREMENT of the attestation report).
+pub fn snp_launch_digest(ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<[u8; LD_SIZE]> {
+    let vcpus = inputs.vcpu_count()?;
+    let builder = inputs.vmsa_builder(ovmf)?;
+    // Build the VMSAs first: a missing signature or AP reset address fails before any hashing.
+    let bsp = builder.bsp()?.to_vmsa().sha384();
+    let ap = if vcpus > 1 {
+        Some(builder.ap()?.to_vmsa().sha384())
+    } else {
+        None
+    };
+    let kernel = inputs.kernel_hashes.as_ref();
+    if kernel.is_some() && !ovmf.has_section(SectionKind::KernelHashes) {
+        return Err(MeasureError::NoKernelHashesSection);
+    }
+
+    let mut g = match inputs.ovmf_hash {
+        Some(seed) => Gctx::with_seed(seed),
+        None => {
+            let mut g = Gctx::new();
+            g.update_normal_pages(ovmf.gpa(), ovmf.data())?;
+            g
+        }
+    };
+    let cpuid_last = inputs.vmm.cpuid == CpuidPlacement::AfterSections;
+    for s in ovmf.metadata_sections() {
+        let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
+        match s.kind {
+            SectionKind::SecMem => {
+                let t = match inputs.vmm.sec_mem {
+                    SecMemPages::Zero => PageType::Zero,
+                    SecMemPages::Unmeasured => PageType::Unmeasured,
+                };
+                g.update_contentless_pages(t, gpa, len)?;
+            }
+            SectionKind::Secrets => {
+                g.update_contentless_pages(PageType::Secrets, gpa, 0x1000)?;
+            }
+            SectionKind::Cpuid => {
+                if !cpuid_last {
+                    g.update_contentless_pages(PageType::Cpuid, gpa, 0x1000)?;
+                }
+            }
+            SectionKind::KernelHashes => snp_kernel_hashes_section(&mut g, ovmf, kernel, s)?,
+            SectionKind::SvsmCaa => g.update_contentless_pages(PageType::Zero, gpa, len)?,
+            SectionKind::Unknown(t) => return Err(MeasureError::UnknownSectionType(t)),
+        }
+    }
+    if cpuid_last {
+        for s in ovmf.metadata_sections() {
+            if s.kind == SectionKind::Cpuid {
+                g.update_contentless_pages(PageType::Cpuid, u64::from(s.gpa), 0x1000)?;
+            }
+        }
+    }
+    g.update_vmsa_hash(&bsp);
+    if let Some(ap) = ap {
+        for _ in 1..vcpus {
+            g.update_vmsa_hash(&ap);
+        }
+    }
+    Ok(g.ld())
+}

@@ -1,0 +1,160 @@
+//! The SNP guest-context launch digest: `LD = SHA-384(PAGE_INFO)` per launched page.
+//!
+//! PAGE_INFO (SNP ABI, "Layout of the PAGE_INFO structure") is 0x70 bytes: the current digest
+//! (48), the page's CONTENTS (48: SHA-384 of the page for NORMAL and VMSA pages, zeros for the
+//! others), `u16` length 0x70, page type, IMI flag, VMPL3/2/1 permissions, a reserved byte and the
+//! `u64` GPA. The SNP simulator and the offline calculator both use this type.
+
+use cgs_core::PageType;
+use sha2::{Digest, Sha384};
+
+use super::error::{MeasureError, Result};
+use super::vmsa::VmsaPage;
+
+/// The digest size (SHA-384).
+pub const LD_SIZE: usize = 48;
+/// A page.
+pub const PAGE_SIZE: u64 = 4096;
+/// The GPA a VMSA page is measured at ((u64)-1, page aligned, bits above 51 cleared).
+pub const VMSA_GPA: u64 = 0xFFFF_FFFF_F000;
+const PAGE_INFO_LEN: usize = 0x70;
+
+/// The firmware's page-type number for PAGE_INFO.
+pub fn snp_page_type(page_type: PageType) -> u8 {
+    match page_type {
+        PageType::Normal => 1,
+        PageType::Vmsa => 2,
+        PageType::Zero => 3,
+        PageType::Unmeasured => 4,
+        PageType::Secrets => 5,
+        PageType::Cpuid => 6,
+    }
+}
+
+/// An SNP launch digest being computed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gctx {
+    ld: [u8; LD_SIZE],
+}
+
+impl Default for Gctx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn check_aligned(what: &'static str, gpa: u64, len: u64) -> Result<()> {
+    if gpa % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+        return Err(MeasureError::NotPageAligned { what, gpa, len });
+    }
+    gpa.checked_add(len)
+        .map(|_| ())
+        .ok_or_else(|| MeasureError::invalid(what, "range overflows the address space"))
+}
+
+impl Gctx {
+    /// A fresh context (digest of 48 zero bytes).
+    pub fn new() -> Self {
+        Gctx { ld: [0; LD_SIZE] }
+    }
+
+    /// A context continuing from `seed` (e.g. a precomputed OVMF hash).
+    pub fn with_seed(seed: [u8; LD_SIZE]) -> Self {
+        Gctx { ld: seed }
+    }
+
+    /// The current launch digest.
+    pub fn ld(&self) -> [u8; LD_SIZE] {
+        self.ld
+    }
+
+    /// Extends the digest with one PAGE_INFO (VMPL permissions 0, not an IMI page).
+    pub fn update(&mut self, page_type: PageType, gpa: u64, contents: &[u8; LD_SIZE]) {
+        let mut info = [0u8; PAGE_INFO_LEN];
+        info[..LD_SIZE].copy_from_slice(&self.ld);
+        info[0x30..0x60].copy_from_slice(contents);
+        info[0x60..0x62].copy_from_slice(&(PAGE_INFO_LEN as u16).to_le_bytes());
+        info[0x62] = snp_page_type(page_type);
+        info[0x68..0x70].copy_from_slice(&gpa.to_le_bytes());
+        self.ld = Sha384::digest(info).into();
+    }
+
+    /// NORMAL pages: `data` (a multiple of 4 KiB) from `gpa`.
+    pub fn update_normal_pages(&mut self, gpa: u64, data: &[u8]) -> Result<()> {
+        check_aligned("normal pages", gpa, data.len() as u64)?;
+        for (i, page) in data.chunks_exact(PAGE_SIZE as usize).enumerate() {
+            let contents: [u8; LD_SIZE] = Sha384::digest(page).into();
+            self.update(PageType::Normal, gpa + i as u64 * PAGE_SIZE, &contents);
+        }
+        Ok(())
+    }
+
+    /// Pages whose CONTENTS are zero (ZERO, UNMEASURED, SECRETS, CPUID), one per 4 KiB of `len`.
+    pub fn update_contentless_pages(
+        &mut self,
+        page_type: PageType,
+        gpa: u64,
+        len: u64,
+    ) -> Result<()> {
+        if matches!(page_type, PageType::Normal | PageType::Vmsa) {
+            return Err(MeasureError::invalid(
+                "page type",
+                format!("{page_type} pages are measured with their contents"),
+            ));
+        }
+        check_aligned(page_type.name(), gpa, len)?;
+        for i in 0..len / PAGE_SIZE {
+            self.update(page_type, gpa + i * PAGE_SIZE, &[0; LD_SIZE]);
+        }
+        Ok(())
+    }
+
+    /// One VMSA page (at [`VMSA_GPA`]).
+    pub fn update_vmsa(&mut self, vmsa: &VmsaPage) {
+        self.update_vmsa_hash(&vmsa.sha384());
+    }
+
+    /// One VMSA page given its SHA-384.
+    pub fn update_vmsa_hash(&mut self, sha384: &[u8; LD_SIZE]) {
+        self.update(PageType::Vmsa, VMSA_GPA, sha384);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_info_is_hashed_as_laid_out() {
+        let mut g = Gctx::new();
+        g.update(PageType::Secrets, 0x80D000, &[0; 48]);
+        let mut info = [0u8; 0x70];
+        info[0x60] = 0x70;
+        info[0x62] = 5;
+        info[0x68..0x70].copy_from_slice(&0x80D000u64.to_le_bytes());
+        assert_eq!(g.ld(), <[u8; 48]>::from(Sha384::digest(info)));
+    }
+
+    #[test]
+    fn alignment_and_type_errors() {
+        let mut g = Gctx::new();
+        assert!(g.update_normal_pages(0x1000, &[0; 100]).is_err());
+        assert!(g
+            .update_contentless_pages(PageType::Zero, 0x800, 0x1000)
+            .is_err());
+        assert!(g
+            .update_contentless_pages(PageType::Normal, 0, 0x1000)
+            .is_err());
+        assert!(g
+            .update_contentless_pages(PageType::Zero, u64::MAX - 0xFFF, 0x2000)
+            .is_err());
+        assert_eq!(g, Gctx::new());
+        let mut a = Gctx::new();
+        a.update_contentless_pages(PageType::Zero, 0, 0x2000)
+            .unwrap();
+        let mut b = Gctx::new();
+        b.update(PageType::Zero, 0, &[0; 48]);
+        b.update(PageType::Zero, 0x1000, &[0; 48]);
+        assert_eq!(a, b);
+    }
+}
