@@ -14,7 +14,7 @@
 //! 0   magic    b"CGSPEFSM"
 //! 8   version  u32 = 1
 //! 12  count    u32, 1..=64
-//! 16  regions  count x { gpa u64, len u64 }   (64 KiB aligned, non-empty, increasing, disjoint)
+//! 16  regions  count x { gpa u64, len u64 }   (4 KiB aligned, non-empty, increasing, disjoint)
 //! ..  mac      [u8; 32] = HMAC-SHA-256(key, bytes[0..16+16*count] || contents of each region)
 //! ```
 
@@ -23,7 +23,6 @@ use std::fmt;
 use hmac::Mac;
 
 use crate::key::UvKey;
-use crate::PAGE_SIZE;
 
 /// The blob's magic.
 pub const ESM_MAGIC: [u8; 8] = *b"CGSPEFSM";
@@ -37,13 +36,15 @@ pub const ESM_HEADER_LEN: usize = 16;
 pub const ESM_REGION_LEN: usize = 16;
 /// Length of the MAC.
 pub const ESM_MAC_LEN: usize = 32;
+/// Alignment of protected regions: 4 KiB, the smallest POWER page.
+pub const ESM_ALIGN: u64 = 4096;
 
 /// A guest-physical range the ESM blob protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EsmRegion {
-    /// First byte (64 KiB aligned).
+    /// First byte (4 KiB aligned).
     pub gpa: u64,
-    /// Length in bytes (a non-zero multiple of 64 KiB).
+    /// Length in bytes (a non-zero multiple of 4 KiB).
     pub len: u64,
 }
 
@@ -275,13 +276,14 @@ fn feed_regions<E>(
     regions: &[EsmRegion],
     mut read: impl FnMut(u64, &mut [u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut page = vec![0u8; PAGE_SIZE as usize];
+    // HMAC is a stream: the chunk size does not change the value.
+    let mut chunk = vec![0u8; ESM_ALIGN as usize];
     for r in regions {
         let mut gpa = r.gpa;
         while gpa < r.end() {
-            read(gpa, &mut page)?;
-            mac.update(&page);
-            gpa += PAGE_SIZE;
+            read(gpa, &mut chunk)?;
+            mac.update(&chunk);
+            gpa += ESM_ALIGN;
         }
     }
     Ok(())
@@ -305,10 +307,10 @@ fn validate_regions(regions: &[EsmRegion]) -> Result<(), EsmError> {
                 why: "is empty",
             });
         }
-        if r.gpa % PAGE_SIZE != 0 || r.len % PAGE_SIZE != 0 {
+        if r.gpa % ESM_ALIGN != 0 || r.len % ESM_ALIGN != 0 {
             return Err(EsmError::Region {
                 index,
-                why: "is not 64 KiB aligned",
+                why: "is not 4 KiB aligned",
             });
         }
         let Some(end) = r.gpa.checked_add(r.len) else {
@@ -328,6 +330,7 @@ fn validate_regions(regions: &[EsmRegion]) -> Result<(), EsmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PAGE_SIZE;
     use std::convert::Infallible;
 
     fn mem(gpa: u64, buf: &mut [u8]) -> Result<(), Infallible> {

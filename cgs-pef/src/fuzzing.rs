@@ -1,18 +1,24 @@
 //! Fuzz-target bodies for cgs-pef's untrusted inputs: ESM blobs and the guest's ultracalls.
 
+use std::sync::OnceLock;
+
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::esm::{EsmBlob, EsmRegion};
 use crate::papr::*;
 use crate::uv::sim::{PageState, SimConfig, SimUltravisor, FDT_MAGIC};
-use crate::{UvKey, PAGE_SHIFT, PAGE_SIZE};
+use crate::UvKey;
 
-/// Guest memory of the ultracall fuzz target: 8 pages of 64 KiB.
-pub const FUZZ_MEM_PAGES: u64 = 8;
+/// Page shift of the fuzz target's simulator: 4 KiB pages keep every input cheap.
+pub const FUZZ_PAGE_SHIFT: u32 = 12;
+/// Page size of the fuzz target's simulator.
+pub const FUZZ_PAGE: u64 = 1 << FUZZ_PAGE_SHIFT;
+/// Guest memory of the ultracall fuzz target: 4 pages of 4 KiB.
+pub const FUZZ_MEM_PAGES: u64 = 4;
 /// Where the fuzz target's guest keeps its sealed ESM blob.
-pub const FUZZ_ESM_GPA: u64 = 7 * PAGE_SIZE;
+pub const FUZZ_ESM_GPA: u64 = 3 * FUZZ_PAGE;
 /// Where the fuzz target's guest keeps its FDT.
-pub const FUZZ_FDT_GPA: u64 = 6 * PAGE_SIZE;
+pub const FUZZ_FDT_GPA: u64 = 2 * FUZZ_PAGE;
 /// The key of the fuzz target's simulated ultravisor.
 pub const FUZZ_KEY: [u8; 32] = [0x5a; 32];
 /// Bytes per encoded call in [`fuzz_ultracalls`] input.
@@ -36,7 +42,7 @@ pub fn fuzz_esm_blob(data: &[u8]) {
 pub fn fuzz_guest() -> SimUltravisor {
     let mem = match GuestMemoryMmap::<()>::from_ranges(&[(
         GuestAddress(0),
-        (FUZZ_MEM_PAGES * PAGE_SIZE) as usize,
+        (FUZZ_MEM_PAGES * FUZZ_PAGE) as usize,
     )]) {
         Ok(m) => m,
         Err(e) => panic!("guest memory: {e}"),
@@ -47,18 +53,27 @@ pub fn fuzz_guest() -> SimUltravisor {
             .map_err(|e| e.to_string())?;
         mem.write_slice(&FDT_MAGIC.to_be_bytes(), GuestAddress(FUZZ_FDT_GPA))
             .map_err(|e| e.to_string())?;
-        let blob = EsmBlob::seal(
-            &key,
-            &[EsmRegion {
-                gpa: 0,
-                len: PAGE_SIZE,
-            }],
-            |gpa, buf| mem.read_slice(buf, GuestAddress(gpa)),
-        )
-        .map_err(|e| format!("{e:?}"))?;
-        mem.write_slice(&blob.to_bytes(), GuestAddress(FUZZ_ESM_GPA))
+        // Sealing hashes a whole page; do it once for every input.
+        static BLOB: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+        let blob = BLOB
+            .get_or_init(|| {
+                EsmBlob::seal(
+                    &UvKey::from_bytes(FUZZ_KEY),
+                    &[EsmRegion {
+                        gpa: 0,
+                        len: FUZZ_PAGE,
+                    }],
+                    |gpa, buf| mem.read_slice(buf, GuestAddress(gpa)),
+                )
+                .map(|b| b.to_bytes())
+                .map_err(|e| format!("{e:?}"))
+            })
+            .clone()?;
+        mem.write_slice(&blob, GuestAddress(FUZZ_ESM_GPA))
             .map_err(|e| e.to_string())?;
-        let mut sim = SimUltravisor::new(SimConfig::new(key), &mem).map_err(|e| e.to_string())?;
+        let mut config = SimConfig::new(key);
+        config.page_shift = FUZZ_PAGE_SHIFT;
+        let mut sim = SimUltravisor::new(config, &mem).map_err(|e| e.to_string())?;
         sim.kvm_enable_cap().map_err(|e| e.to_string())?;
         Ok(sim)
     })();
@@ -91,7 +106,7 @@ pub fn fuzz_ultracalls(data: &[u8]) {
         let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
         // Small arguments are the interesting ones; fold half of the inputs into range.
         let gpa = if call[0] & 0x80 != 0 {
-            a % (FUZZ_MEM_PAGES * PAGE_SIZE + PAGE_SIZE)
+            a % (FUZZ_MEM_PAGES * FUZZ_PAGE + FUZZ_PAGE)
         } else {
             a
         };
@@ -104,10 +119,10 @@ pub fn fuzz_ultracalls(data: &[u8]) {
                 sim.guest_ultracall(UV_ESM, [gpa, small]);
             }
             2 => {
-                sim.guest_ultracall(UV_SHARE_PAGE, [gpa >> PAGE_SHIFT, small]);
+                sim.guest_ultracall(UV_SHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
             }
             3 => {
-                sim.guest_ultracall(UV_UNSHARE_PAGE, [gpa >> PAGE_SHIFT, small]);
+                sim.guest_ultracall(UV_UNSHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
             }
             4 => {
                 sim.guest_ultracall(UV_UNSHARE_ALL_PAGES, [a, b]);
@@ -126,20 +141,20 @@ pub fn fuzz_ultracalls(data: &[u8]) {
             }
             9 => {
                 let order = if b & 1 == 0 {
-                    u64::from(PAGE_SHIFT)
+                    u64::from(FUZZ_PAGE_SHIFT)
                 } else {
                     b >> 58
                 };
                 sim.h_svm_page_in(gpa, small & 3, order);
             }
             10 => {
-                sim.h_svm_page_out(gpa, small & 1, u64::from(PAGE_SHIFT));
+                sim.h_svm_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
             }
             11 => {
-                sim.uv_page_in(gpa, small & 1, u64::from(PAGE_SHIFT));
+                sim.uv_page_in(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
             }
             12 => {
-                sim.uv_page_out(gpa, small & 1, u64::from(PAGE_SHIFT));
+                sim.uv_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
             }
             13 => {
                 let _ = sim.host_write(gpa, &b.to_le_bytes());
@@ -169,15 +184,116 @@ pub fn fuzz_ultracalls(data: &[u8]) {
     }
 }
 
+/// Seed inputs for the `pef_esm_blob` target: blobs from [`EsmBlob::seal`].
+#[allow(clippy::panic)]
+pub fn seeds_esm_blob() -> Vec<Vec<u8>> {
+    let key = UvKey::from_bytes(FUZZ_KEY);
+    let zero = |_: u64, b: &mut [u8]| {
+        b.fill(0);
+        Ok::<(), ()>(())
+    };
+    let sets: [&[EsmRegion]; 3] = [
+        &[EsmRegion {
+            gpa: 0,
+            len: FUZZ_PAGE,
+        }],
+        &[
+            EsmRegion {
+                gpa: 0,
+                len: 2 * FUZZ_PAGE,
+            },
+            EsmRegion {
+                gpa: 4 * FUZZ_PAGE,
+                len: FUZZ_PAGE,
+            },
+        ],
+        &[EsmRegion {
+            gpa: 1 << 32,
+            len: 16 * FUZZ_PAGE,
+        }],
+    ];
+    sets.iter()
+        .map(|r| match EsmBlob::seal(&key, r, zero) {
+            Ok(b) => b.to_bytes(),
+            Err(e) => panic!("seal: {e:?}"),
+        })
+        .collect()
+}
+
+/// Seed inputs for the `pef_ultracalls` target: a secure-guest session (ESM, share, I/O,
+/// page-out/in, unshare, reset) and a failing one (bad ESM arguments, early hcalls).
+pub fn seeds_ultracalls() -> Vec<Vec<u8>> {
+    let session = [
+        encode_call(0, 0, 0),                 // UV_ESM with the sealed blob
+        encode_call(2, 2 * FUZZ_PAGE, 1),     // share page 2
+        encode_call(15, 2 * FUZZ_PAGE, 7),    // guest reads/writes it
+        encode_call(14, 2 * FUZZ_PAGE, 0),    // host reads it
+        encode_call(10, FUZZ_PAGE, 0),        // H_SVM_PAGE_OUT page 1
+        encode_call(13, FUZZ_PAGE + 8, 0xff), // host tampers with the ciphertext
+        encode_call(15, FUZZ_PAGE, 1),        // guest faults it in
+        encode_call(3, 2 * FUZZ_PAGE, 1),     // unshare page 2
+        encode_call(4, 0, 0),                 // unshare all
+        encode_call(16, 0, 1),                // SVM_OFF while a vCPU runs
+        encode_call(16, 0, 0),                // SVM_OFF
+        encode_call(14, 0, 0),                // host reads page 0
+    ];
+    let failing = [
+        encode_call(8, 0, 0),                // abort before start
+        encode_call(7, 0, 0),                // done before start
+        encode_call(1, FUZZ_PAGE, 0),        // UV_ESM with no blob there
+        encode_call(6, 0, 0),                // H_SVM_INIT_START
+        encode_call(9, 0x10, 2),             // bad page-in
+        encode_call(11, 0, 1),               // UV_PAGE_IN with flags
+        encode_call(8, 0, 0),                // abort
+        encode_call(5, UV_SVM_TERMINATE, 0), // hypervisor-only ultracall from the guest
+    ];
+    [session.concat(), failing.concat()].to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn checked_in_corpus_matches_the_encoders() {
+        // CGS_WRITE_CORPUS=1 regenerates fuzz/corpus/pef_* from the encoders.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let write = std::env::var("CGS_WRITE_CORPUS").is_ok_and(|v| v == "1");
+        for (target, seeds) in [
+            ("pef_esm_blob", seeds_esm_blob()),
+            ("pef_ultracalls", seeds_ultracalls()),
+        ] {
+            let dir = root.join(target);
+            for (i, seed) in seeds.iter().enumerate() {
+                let path = dir.join(format!("seed-{i}"));
+                if write {
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(&path, seed).unwrap();
+                }
+                assert_eq!(&std::fs::read(&path).unwrap(), seed, "{}", path.display());
+            }
+        }
+        for seed in seeds_esm_blob() {
+            assert!(EsmBlob::parse(&seed).is_ok());
+            fuzz_esm_blob(&seed);
+        }
+        for seed in seeds_ultracalls() {
+            fuzz_ultracalls(&seed);
+        }
+        // The session seed starts from a guest that can really become secure.
+        let mut sim = fuzz_guest();
+        assert_eq!(
+            sim.guest_ultracall(UV_ESM, [FUZZ_ESM_GPA, FUZZ_FDT_GPA]),
+            H_SUCCESS
+        );
+        assert_eq!(sim.count(PageState::Secure), FUZZ_MEM_PAGES as usize);
+    }
+
+    #[test]
     fn fuzz_bodies_over_generated_inputs() {
         let mut input = Vec::new();
         input.extend_from_slice(&encode_call(0, 0, 0));
-        input.extend_from_slice(&encode_call(0x82, PAGE_SIZE, 2));
+        input.extend_from_slice(&encode_call(0x82, FUZZ_PAGE, 2));
         input.extend_from_slice(&encode_call(0x8c, 0, 0));
         input.extend_from_slice(&encode_call(0x8d, 0, 0xffff));
         input.extend_from_slice(&encode_call(0x8f, 0, 0));
@@ -198,7 +314,7 @@ mod tests {
             &UvKey::from_bytes([1; 32]),
             &[EsmRegion {
                 gpa: 0,
-                len: PAGE_SIZE,
+                len: FUZZ_PAGE,
             }],
             |_, b: &mut [u8]| {
                 b.fill(0);

@@ -195,10 +195,7 @@ fn h_svm_page_in_and_out_argument_checks() {
     assert_eq!(sim.page_state(2 * PAGE_SIZE).unwrap(), PageState::Shared);
     assert_eq!(sim.h_svm_page_out(0, 0, 12), H_P3);
     assert_eq!(sim.h_svm_page_out(0, 1, ORDER), H_P2);
-    assert_eq!(
-        sim.h_svm_page_out(!(PAGE_SIZE - 1), 0, ORDER),
-        H_PARAMETER
-    );
+    assert_eq!(sim.h_svm_page_out(!(PAGE_SIZE - 1), 0, ORDER), H_PARAMETER);
     assert_eq!(
         sim.h_svm_page_out(3 * PAGE_SIZE, 0, ORDER),
         H_SUCCESS,
@@ -401,4 +398,35 @@ fn memory_must_be_64k_aligned_and_debug_redacts() {
         "key bytes must not be printed: {dbg}"
     );
     assert_eq!(format!("{:?}", config().key), "UvKey(<redacted>)");
+}
+
+#[test]
+fn four_kib_page_kernels_work_and_other_page_sizes_are_refused() {
+    let mem = memory();
+    let mut cfg = config();
+    cfg.page_shift = 13;
+    assert!(matches!(
+        SimUltravisor::new(cfg, &mem),
+        Err(Error::InvalidInput { .. })
+    ));
+    let mut cfg = config();
+    cfg.page_shift = 12;
+    prepare_guest_image(&mem);
+    let mut sim = SimUltravisor::new(cfg, &mem).unwrap();
+    assert_eq!(sim.page_size(), 4096);
+    sim.kvm_enable_cap().unwrap();
+    assert_eq!(sim.uv_esm(ESM_GPA, FDT_GPA), H_SUCCESS);
+    assert_eq!(
+        sim.count(PageState::Secure),
+        (MEM_PAGES * PAGE_SIZE / 4096) as usize
+    );
+    // The hcalls now want order 12, and gfns count 4 KiB pages.
+    assert_eq!(sim.h_svm_page_out(0x1000, 0, ORDER), H_P3);
+    assert_eq!(sim.h_svm_page_out(0x1000, 0, 12), H_SUCCESS);
+    assert_eq!(sim.page_state(0x1000).unwrap(), PageState::PagedOut);
+    assert_eq!(sim.page_state(0).unwrap(), PageState::Secure);
+    assert_eq!(sim.uv_share_page(0x11, 1), H_SUCCESS);
+    assert_eq!(sim.page_state(0x11000).unwrap(), PageState::Shared);
+    assert_eq!(sim.page_state(0x10000).unwrap(), PageState::Secure);
+    sim.check_invariants().unwrap();
 }

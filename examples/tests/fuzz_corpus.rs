@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 type Body = fn(&[u8]);
 
 /// Every fuzz target and the library function its body calls.
-const TARGETS: &[(&str, Body)] = &[("config", cgs_core::fuzzing::fuzz_config)];
+const TARGETS: &[(&str, Body)] = &[
+    ("config", cgs_core::fuzzing::fuzz_config),
+    ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
+    ("pef_ultracalls", cgs_pef::fuzzing::fuzz_ultracalls),
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")

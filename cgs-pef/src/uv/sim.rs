@@ -40,7 +40,7 @@ use super::{Ultravisor, OP_ENABLE_CAP, OP_SVM_OFF};
 use crate::esm::{EsmBlob, EsmError, ESM_HEADER_LEN};
 use crate::key::UvKey;
 use crate::papr::*;
-use crate::{PAGE_SHIFT, PAGE_SIZE};
+use crate::PAGE_SHIFT;
 
 /// The firmware name the simulator's errors carry.
 pub const SIM_FIRMWARE: &str = "POWER UV (simulated)";
@@ -63,6 +63,10 @@ pub struct SimConfig {
     pub radix_guest: bool,
     /// The ultravisor's key (ESM blobs are sealed with it).
     pub key: UvKey,
+    /// log2 of the host kernel's page size, the granule of every secure-memory transition and
+    /// the only `order` the hcalls accept: 16 (64 KiB, [`PAGE_SHIFT`], what POWER
+    /// distributions ship) or 12 (4 KiB kernels).
+    pub page_shift: u32,
 }
 
 impl SimConfig {
@@ -72,6 +76,7 @@ impl SimConfig {
             secure_guests_available: true,
             radix_guest: true,
             key,
+            page_shift: PAGE_SHIFT,
         }
     }
 }
@@ -159,6 +164,8 @@ impl Page {
 
 /// The simulated POWER ultravisor (plus KVM's hcall side), for one guest.
 pub struct SimUltravisor {
+    shift: u32,
+    page_size: u64,
     config: SimConfig,
     enc_key: Zeroizing<[u8; 32]>,
     mac_key: UvKey,
@@ -198,20 +205,28 @@ impl SimUltravisor {
     /// mappings are shared). Every region must be 64 KiB aligned and sized, as POWER KVM's
     /// secure-memory code requires.
     pub fn new(config: SimConfig, mem: &GuestMemoryMmap) -> Result<Self> {
+        let shift = config.page_shift;
+        if shift != 12 && shift != 16 {
+            return Err(Error::invalid_input(
+                "simulator page size",
+                format!("page shift {shift}: POWER KVM uses 4 KiB (12) or 64 KiB (16) pages"),
+            ));
+        }
+        let page_size = 1u64 << shift;
         let mut gfns = Vec::new();
         for region in mem.iter() {
             let start = region.start_addr().0;
             let len = region.len();
-            if start % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            if start % page_size != 0 || len % page_size != 0 {
                 return Err(Error::invalid_input(
                     "guest memory",
                     format!(
-                        "region [{start:#x}, +{len:#x}) is not 64 KiB aligned (POWER secure \
-                         guests use 64 KiB pages)"
+                        "region [{start:#x}, +{len:#x}) is not aligned to the {page_size:#x}-byte \
+                         secure-memory page"
                     ),
                 ));
             }
-            gfns.extend((0..len / PAGE_SIZE).map(|i| (start >> PAGE_SHIFT) + i));
+            gfns.extend((0..len / page_size).map(|i| (start >> shift) + i));
         }
         if gfns.is_empty() {
             return Err(Error::invalid_input("guest memory", "no memory"));
@@ -220,6 +235,8 @@ impl SimUltravisor {
         let enc_key = Zeroizing::new(config.key.derive(b"cgs-pef page-out encryption"));
         let mac_key = UvKey::from_bytes(config.key.derive(b"cgs-pef page-out integrity"));
         Ok(SimUltravisor {
+            shift,
+            page_size,
             config,
             enc_key,
             mac_key,
@@ -239,6 +256,16 @@ impl SimUltravisor {
 
     // ----- queries -------------------------------------------------------------------------
 
+    /// log2 of the secure-memory page size.
+    pub fn page_shift(&self) -> u32 {
+        self.shift
+    }
+
+    /// The secure-memory page size in bytes.
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
     /// Whether `KVM_CAP_PPC_SECURE_GUEST` was enabled on the VM.
     pub fn svm_enabled(&self) -> bool {
         self.svm_enabled
@@ -256,7 +283,7 @@ impl SimUltravisor {
 
     /// The state of the page containing `gpa`.
     pub fn page_state(&self, gpa: u64) -> Result<PageState> {
-        let gfn = gpa >> PAGE_SHIFT;
+        let gfn = gpa >> self.shift;
         if !self.gfn_valid(gfn) {
             return Err(Error::invalid_input(
                 "guest address",
@@ -340,8 +367,8 @@ impl SimUltravisor {
         if len == 0 {
             return Ok(());
         }
-        let first = gpa >> PAGE_SHIFT;
-        let last = (end - 1) >> PAGE_SHIFT;
+        let first = gpa >> self.shift;
+        let last = (end - 1) >> self.shift;
         for (gfn, page) in self.pages.range(first..=last) {
             if page.state == PageState::Secure {
                 return Err(Error::Firmware {
@@ -352,7 +379,7 @@ impl SimUltravisor {
                         name: "H_PERMISSION".into(),
                         detail: Some(format!(
                             "guest page {:#x} is in secure memory",
-                            gfn << PAGE_SHIFT
+                            gfn << self.shift
                         )),
                     },
                 });
@@ -370,9 +397,9 @@ impl SimUltravisor {
         let mut off = 0usize;
         while off < buf.len() {
             let at = gpa + off as u64;
-            let gfn = at >> PAGE_SHIFT;
-            let in_page = (at % PAGE_SIZE) as usize;
-            let n = (PAGE_SIZE as usize - in_page).min(buf.len() - off);
+            let gfn = at >> self.shift;
+            let in_page = (at % self.page_size) as usize;
+            let n = (self.page_size as usize - in_page).min(buf.len() - off);
             self.fault_in(gfn)?;
             let chunk = &mut buf[off..off + n];
             match self.pages.get(&gfn).and_then(|p| p.secure.as_ref()) {
@@ -393,9 +420,9 @@ impl SimUltravisor {
         let mut off = 0usize;
         while off < data.len() {
             let at = gpa + off as u64;
-            let gfn = at >> PAGE_SHIFT;
-            let in_page = (at % PAGE_SIZE) as usize;
-            let n = (PAGE_SIZE as usize - in_page).min(data.len() - off);
+            let gfn = at >> self.shift;
+            let in_page = (at % self.page_size) as usize;
+            let n = (self.page_size as usize - in_page).min(data.len() - off);
             self.fault_in(gfn)?;
             let chunk = &data[off..off + n];
             match self.pages.get_mut(&gfn).and_then(|p| p.secure.as_mut()) {
@@ -425,7 +452,7 @@ impl SimUltravisor {
         if self.state(gfn) != PageState::PagedOut {
             return Ok(());
         }
-        let rc = self.h_svm_page_in(gfn << PAGE_SHIFT, 0, u64::from(PAGE_SHIFT));
+        let rc = self.h_svm_page_in(gfn << self.shift, 0, u64::from(self.shift));
         if rc != H_SUCCESS {
             return Err(sim_error(
                 "H_SVM_PAGE_IN",
@@ -520,7 +547,7 @@ impl SimUltravisor {
             if self.state(gfn) != PageState::Normal {
                 continue;
             }
-            let rc = self.h_svm_page_in(gfn << PAGE_SHIFT, 0, u64::from(PAGE_SHIFT));
+            let rc = self.h_svm_page_in(gfn << self.shift, 0, u64::from(self.shift));
             if rc != H_SUCCESS {
                 self.h_svm_init_abort();
                 return H_PARAMETER;
@@ -618,7 +645,7 @@ impl SimUltravisor {
             let page = if share {
                 Page::shared()
             } else {
-                Page::secure(Zeroizing::new(vec![0u8; PAGE_SIZE as usize]))
+                Page::secure(Zeroizing::new(vec![0u8; self.page_size as usize]))
             };
             // Dropping the old page zeroizes any secure contents it held.
             self.pages.insert(gfn, page);
@@ -679,7 +706,7 @@ impl SimUltravisor {
             if let Some(data) = &page.secure {
                 // The range was validated when the page moved in; a failure cannot happen, and
                 // the page is host memory again either way.
-                let _ = self.mem.write_slice(data, GuestAddress(gfn << PAGE_SHIFT));
+                let _ = self.mem.write_slice(data, GuestAddress(gfn << self.shift));
             }
         }
     }
@@ -697,14 +724,14 @@ impl SimUltravisor {
         if self.mode == GuestMode::Normal {
             return H_UNSUPPORTED;
         }
-        if order != u64::from(PAGE_SHIFT) {
+        if order != u64::from(self.shift) {
             return H_P3;
         }
         if flags & !H_PAGE_IN_SHARED != 0 {
             return H_P2;
         }
-        let gfn = gpa >> PAGE_SHIFT;
-        if gpa % PAGE_SIZE != 0 || !self.gfn_valid(gfn) {
+        let gfn = gpa >> self.shift;
+        if gpa % self.page_size != 0 || !self.gfn_valid(gfn) {
             return H_PARAMETER;
         }
         if flags & H_PAGE_IN_SHARED != 0 {
@@ -726,13 +753,13 @@ impl SimUltravisor {
     pub fn h_svm_page_out(&mut self, gpa: u64, flags: u64, order: u64) -> i64 {
         let rc = if self.mode == GuestMode::Normal {
             H_UNSUPPORTED
-        } else if order != u64::from(PAGE_SHIFT) {
+        } else if order != u64::from(self.shift) {
             H_P3
         } else if flags != 0 {
             H_P2
-        } else if gpa % PAGE_SIZE != 0 || !self.gfn_valid(gpa >> PAGE_SHIFT) {
+        } else if gpa % self.page_size != 0 || !self.gfn_valid(gpa >> self.shift) {
             H_PARAMETER
-        } else if self.state(gpa >> PAGE_SHIFT) != PageState::Secure {
+        } else if self.state(gpa >> self.shift) != PageState::Secure {
             H_SUCCESS
         } else {
             match self.uv_page_out(gpa, 0, order) {
@@ -760,17 +787,17 @@ impl SimUltravisor {
         if self.mode == GuestMode::Normal {
             return H_FUNCTION;
         }
-        if gpa % PAGE_SIZE != 0 || !self.gfn_valid(gpa >> PAGE_SHIFT) {
+        if gpa % self.page_size != 0 || !self.gfn_valid(gpa >> self.shift) {
             return H_P3;
         }
         if flags != 0 {
             return H_P4;
         }
-        if order != u64::from(PAGE_SHIFT) {
+        if order != u64::from(self.shift) {
             return H_P5;
         }
-        let gfn = gpa >> PAGE_SHIFT;
-        let mut data = Zeroizing::new(vec![0u8; PAGE_SIZE as usize]);
+        let gfn = gpa >> self.shift;
+        let mut data = Zeroizing::new(vec![0u8; self.page_size as usize]);
         if self.mem.read_slice(&mut data, GuestAddress(gpa)).is_err() {
             return H_P3;
         }
@@ -804,16 +831,16 @@ impl SimUltravisor {
         if self.mode == GuestMode::Normal {
             return H_FUNCTION;
         }
-        if gpa % PAGE_SIZE != 0 || !self.gfn_valid(gpa >> PAGE_SHIFT) {
+        if gpa % self.page_size != 0 || !self.gfn_valid(gpa >> self.shift) {
             return H_P3;
         }
         if flags != 0 {
             return H_P4;
         }
-        if order != u64::from(PAGE_SHIFT) {
+        if order != u64::from(self.shift) {
             return H_P5;
         }
-        let gfn = gpa >> PAGE_SHIFT;
+        let gfn = gpa >> self.shift;
         let Some(plain) = self
             .pages
             .get(&gfn)
@@ -853,8 +880,8 @@ impl SimUltravisor {
     }
 
     fn zero_host_page(&self, gfn: u64) -> std::result::Result<(), vm_memory::GuestMemoryError> {
-        let zero = vec![0u8; PAGE_SIZE as usize];
-        self.mem.write_slice(&zero, GuestAddress(gfn << PAGE_SHIFT))
+        let zero = vec![0u8; self.page_size as usize];
+        self.mem.write_slice(&zero, GuestAddress(gfn << self.shift))
     }
 
     fn apply_keystream(&self, nonce: u64, data: &mut [u8]) {
@@ -905,7 +932,7 @@ impl SimUltravisor {
             let has_plain = p
                 .secure
                 .as_ref()
-                .is_some_and(|s| s.len() == PAGE_SIZE as usize);
+                .is_some_and(|s| s.len() == self.page_size as usize);
             if has_plain != (p.state == PageState::Secure) || (p.state == PageState::Normal) {
                 return Err(format!(
                     "gfn {gfn:#x} in {:?} with plaintext {has_plain}",
@@ -914,7 +941,7 @@ impl SimUltravisor {
             }
             if p.state == PageState::Secure {
                 let mut b = [0u8; 1];
-                if self.host_read(gfn << PAGE_SHIFT, &mut b).is_ok() {
+                if self.host_read(gfn << self.shift, &mut b).is_ok() {
                     return Err(format!("host could read secure gfn {gfn:#x}"));
                 }
             }
