@@ -14,6 +14,8 @@
 //!   rolled back on failure).
 //! - [`exits`]: `KVM_EXIT_HYPERCALL` (`KVM_HC_MAP_GPA_RANGE`) and `KVM_EXIT_MEMORY_FAULT`
 //!   decoding and handling on kvm-ioctls' `VcpuExit`.
+//! - [`psc`]: GHCB page-state change (MSR protocol and the 253-entry PSC buffer) applied to the
+//!   conversion path and the RMP, with partial progress and guest error codes.
 //! - [`rmp`]: a software model of the SEV-SNP Reverse Map Table.
 //! - [`testing`]: fault-injecting doubles and an in-memory model of both memory sides.
 #![deny(missing_docs)]
@@ -24,6 +26,7 @@ pub mod convert;
 pub mod exits;
 pub mod listener;
 pub mod memfd;
+pub mod psc;
 pub mod rmp;
 pub mod testing;
 pub mod tracker;

@@ -233,7 +233,7 @@ fn invalid_hypercalls_return_einval_and_change_nothing() {
         (BASE + 1, 1, enc),                                   // unaligned GPA
         (BASE, 1, 0x20),                                      // reserved attribute bit
         (BASE, 1, 3),                                         // unknown page size
-        (!0xfff, 2, enc),                          // wraps
+        (!0xfff, 2, enc),                                     // wraps
         (BASE, u64::MAX / 4096 + 1, enc),                     // npages * 4K overflows
         (0, 1, enc),                                          // outside RAM
         (BASE + RAM - K4, 2, enc),                            // runs past RAM
@@ -443,13 +443,7 @@ fn page_size_hints_and_layout_validation() {
         d()
     )
     .is_err());
-    assert!(Converter::new(
-        &[(!0xfff, 2 * K4)],
-        MemState::Shared,
-        SharedOnlyHost,
-        d()
-    )
-    .is_err());
+    assert!(Converter::new(&[(!0xfff, 2 * K4)], MemState::Shared, SharedOnlyHost, d()).is_err());
     // Two adjacent RAM ranges: a request may span both; a hole between ranges is refused.
     let mut c = Converter::new(
         &[(0, K4), (K4, K4), (4 * K4, K4)],
