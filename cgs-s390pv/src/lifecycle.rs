@@ -161,6 +161,8 @@ pub enum PvEvent {
     Command {
         /// Command name.
         name: &'static str,
+        /// KVM command number (`KVM_PV_*`).
+        cmd: u32,
         /// errno on failure.
         errno: Option<i32>,
         /// UV rc.
@@ -186,16 +188,18 @@ impl fmt::Display for PvEvent {
                 errno: None,
                 rc,
                 rrc,
+                ..
             } => write!(f, "{name}: ok (rc {rc:#x} rrc {rrc:#x})"),
             PvEvent::Command {
                 name,
+                cmd,
                 errno: Some(e),
                 rc,
                 rrc,
             } => write!(
                 f,
                 "{name}: failed, errno {e} (rc {rc:#x} {} rrc {rrc:#x})",
-                rc_name(u32::MAX, *rc)
+                rc_name(*cmd, *rc)
             ),
             PvEvent::Interrupted(name) => write!(f, "{name}: EINTR, retrying"),
             PvEvent::AsyncCleanupStarted => {
@@ -349,7 +353,7 @@ impl<U: Ultravisor> S390PvGuest<U> {
             }
             break o;
         };
-        self.record(name, &o);
+        self.record(name, id, &o);
         if o.is_ok() {
             Ok(o.output)
         } else {
@@ -358,9 +362,10 @@ impl<U: Ultravisor> S390PvGuest<U> {
         }
     }
 
-    fn record(&mut self, name: &'static str, o: &PvOutcome) {
+    fn record(&mut self, name: &'static str, cmd: u32, o: &PvOutcome) {
         self.events.push(PvEvent::Command {
             name,
+            cmd,
             errno: o.errno,
             rc: o.rc,
             rrc: o.rrc,
@@ -577,7 +582,7 @@ impl<U: Ultravisor> S390PvGuest<U> {
             Err(_) => Err(Error::unsupported(name, "the cleanup thread panicked")),
             Ok(Err(e)) => Err(e),
             Ok(Ok(o)) => {
-                self.record(name, &o);
+                self.record(name, uapi::KVM_PV_ASYNC_CLEANUP_PERFORM, &o);
                 if o.is_ok() {
                     Ok(())
                 } else {
@@ -616,7 +621,7 @@ impl<U: Ultravisor> S390PvGuest<U> {
             }
             break o;
         };
-        self.record(name, &o);
+        self.record(name, uapi::KVM_PV_DUMP, &o);
         if o.is_ok() {
             Ok(())
         } else {

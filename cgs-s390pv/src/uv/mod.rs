@@ -106,11 +106,10 @@ impl PvCommand<'_> {
             PvCommand::InfoVm => PvCommand::InfoVm,
             PvCommand::InfoDump => PvCommand::InfoDump,
             PvCommand::DumpInit => PvCommand::DumpInit,
-            PvCommand::DumpStorState { gaddr, buf } => PvCommand::DumpStorState {
-                gaddr: *gaddr,
-                buf: &mut **buf,
-            },
-            PvCommand::DumpComplete { buf } => PvCommand::DumpComplete { buf: &mut **buf },
+            PvCommand::DumpStorState { gaddr, buf } => {
+                PvCommand::DumpStorState { gaddr: *gaddr, buf }
+            }
+            PvCommand::DumpComplete { buf } => PvCommand::DumpComplete { buf },
             PvCommand::AsyncCleanupPrepare => PvCommand::AsyncCleanupPrepare,
             PvCommand::AsyncCleanupPerform => PvCommand::AsyncCleanupPerform,
         }
