@@ -255,7 +255,7 @@ impl ImageBuilder {
         let mut iv = [0u8; 12];
         OsRng.fill_bytes(&mut iv);
         let plain = secrets.encode();
-        let mut hdr = SeHeader {
+        let hdr = SeHeader {
             version: SE_VERSION_1,
             iv,
             sea: plain.len() as u64,
@@ -266,16 +266,18 @@ impl ImageBuilder {
             ald: ald.finalize().into(),
             tld: tld.finalize().into(),
             key_slots,
-            encrypted: plain.to_vec(),
+            // Placeholder of the right size: the plaintext only ever lives in `plain` (zeroized)
+            // and, for the moment of sealing in place, in `bytes`.
+            encrypted: vec![0; plain.len()],
             tag: [0; 16],
         };
         let mut bytes = hdr.encode();
         let aad_len = hdr.aad_len();
         let (aad, rest) = bytes.split_at_mut(aad_len);
+        rest[..plain.len()].copy_from_slice(&plain[..]);
         let tag = crypto::gcm_seal(&prot, &iv, aad, &mut rest[..plain.len()]);
         let tlen = bytes.len();
         bytes[tlen - 16..].copy_from_slice(&tag);
-        hdr.tag = tag;
 
         let ipib = PvIplBlock {
             version: 1,

@@ -8,9 +8,9 @@
 //!   architecture by a `const fn` `_IOC` model.
 //! - [`se_header`], [`ipl`]: the Secure Execution header and the PV IPL parameter block, parsed and
 //!   validated with typed errors.
-//! - [`uv`]: the [`Ultravisor`](uv::Ultravisor) trait with the real KVM implementation
-//!   ([`KvmUltravisor`](uv::kvm::KvmUltravisor), s390x only; elsewhere it reports `Unsupported`)
-//!   and an Ultravisor simulator ([`SimUltravisor`](uv::sim::SimUltravisor)) with real state,
+//! - [`uv`]: the [`Ultravisor`] trait with the real KVM implementation
+//!   ([`KvmUltravisor`], s390x only; elsewhere it reports `Unsupported`)
+//!   and an Ultravisor simulator ([`SimUltravisor`]) with real state,
 //!   real digests and real cryptography.
 //! - [`lifecycle`]: [`S390PvGuest`], the `ConfidentialBackend`: QEMU's kvm_init checks, the
 //!   protect sequence (diag 308 subcode 10), the reset/reboot paths, dump, and the migration
@@ -42,3 +42,8 @@ pub use se_header::{Pcf, SeHeader, SeHeaderError, SeSecrets};
 pub use uv::kvm::KvmUltravisor;
 pub use uv::sim::{SimConfig, SimUltravisor};
 pub use uv::Ultravisor;
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

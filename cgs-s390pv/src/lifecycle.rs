@@ -546,14 +546,25 @@ impl<U: Ultravisor> S390PvGuest<U> {
             // A previous cleanup must be finished before another configuration is set aside.
             self.reap_cleanup();
             if self.command(vm, PvCommand::AsyncCleanupPrepare).is_ok() {
-                let perform = self.uv.async_perform(vm)?;
-                let handle = std::thread::Builder::new()
-                    .name("pv-async-cleanup".into())
-                    .spawn(perform)
-                    .map_err(|e| Error::Backend {
-                        context: "spawn the PV async cleanup thread".into(),
-                        source: Box::new(e),
-                    })?;
+                // From here on KVM runs the guest unprotected, whatever happens to PERFORM.
+                let started = self.uv.async_perform(vm).and_then(|perform| {
+                    std::thread::Builder::new()
+                        .name("pv-async-cleanup".into())
+                        .spawn(perform)
+                        .map_err(|e| Error::Backend {
+                            context: "spawn the PV async cleanup thread".into(),
+                            source: Box::new(e),
+                        })
+                });
+                self.protected = false;
+                self.header = None;
+                self.drop_blocker();
+                let handle = started.map_err(|e| Error::Backend {
+                    context: "the guest left protected mode, but its set-aside configuration \
+                              is only cleaned up when the VM is destroyed"
+                        .into(),
+                    source: Box::new(e),
+                })?;
                 self.cleanup = Some(handle);
                 self.events.push(PvEvent::AsyncCleanupStarted);
                 done = true;
