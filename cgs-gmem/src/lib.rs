@@ -24,6 +24,8 @@ pub mod attrs;
 pub mod binding;
 pub mod convert;
 pub mod exits;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listener;
 pub mod memfd;
 pub mod psc;

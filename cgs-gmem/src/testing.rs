@@ -180,6 +180,28 @@ impl Discard for MemDiscard {
     }
 }
 
+/// A discard backend that only counts the pages it was asked to drop (for fuzzing and
+/// benchmarks, where contents do not matter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountingDiscard {
+    /// Private (guest_memfd) pages discarded.
+    pub private_pages: u64,
+    /// Shared pages discarded.
+    pub shared_pages: u64,
+}
+
+impl Discard for CountingDiscard {
+    fn discard_private(&mut self, _gpa: u64, size: u64) -> Result<()> {
+        self.private_pages += size / 4096;
+        Ok(())
+    }
+
+    fn discard_shared(&mut self, _gpa: u64, size: u64) -> Result<()> {
+        self.shared_pages += size / 4096;
+        Ok(())
+    }
+}
+
 /// A listener event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerEvent {

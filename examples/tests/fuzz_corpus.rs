@@ -9,6 +9,10 @@ type Body = fn(&[u8]);
 /// Every fuzz target and the library function its body calls.
 const TARGETS: &[(&str, Body)] = &[
     ("config", cgs_core::fuzzing::fuzz_config),
+    ("gmem_hypercall", cgs_gmem::fuzzing::fuzz_hypercall_exit),
+    ("gmem_memory_fault", cgs_gmem::fuzzing::fuzz_memory_fault_exit),
+    ("gmem_psc", cgs_gmem::fuzzing::fuzz_psc),
+    ("gmem_tracker", cgs_gmem::fuzzing::fuzz_tracker),
     ("s390pv_se_header", cgs_s390pv::fuzzing::fuzz_se_header),
     ("s390pv_ipl_block", cgs_s390pv::fuzzing::fuzz_pv_ipl_block),
     ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
