@@ -367,6 +367,39 @@ mod tests {
         assert_eq!(IplError::NoComponents.diag_rc(), 0x0402);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn valid_blocks_round_trip(
+            n in 1usize..8,
+            base in 0u64..1 << 40,
+            hdr in 1u64..=MAX_PV_HEADER_LEN,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let components = (0..n)
+                .map(|i| PvComponent {
+                    tweak_pref: (seed >> 8) + i as u64,
+                    addr: (base + i as u64 * 0x10_0000) & !0xfff,
+                    size: 0x1000 * (i as u64 + 1),
+                })
+                .collect();
+            let b = PvIplBlock {
+                version: 1,
+                pv_version: (seed & 1) as u8,
+                pv_header_addr: seed,
+                pv_header_size: hdr,
+                components,
+            };
+            proptest::prop_assert_eq!(PvIplBlock::parse(&b.encode()), Ok(b));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = PvIplBlock::parse(&data);
+        }
+    }
+
     #[test]
     fn unpack_size_is_page_aligned() {
         let c = PvComponent {

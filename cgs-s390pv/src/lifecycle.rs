@@ -11,7 +11,7 @@
 //! ```
 //!
 //! As in QEMU, the guest is *ready* after `kvm_init`: it boots unprotected and asks for the
-//! transition itself. Every PV command goes through one path ([`S390PvGuest::command`]) that
+//! transition itself. Every PV command goes through one private path that
 //! retries `EINTR`, records a [`PvEvent`] and turns failures into `Error::Firmware` with the UV
 //! rc/rrc and their names (or `Error::Kvm` when no UV call ran). A failed protect step after
 //! ENABLE unprotects again and hands back the diag 308 response the guest sees.
@@ -340,7 +340,7 @@ impl<U: Ultravisor> S390PvGuest<U> {
 
     /// Issue one PV command: retry `EINTR`, record it, and return its output or the error
     /// (`Error::Firmware` with rc/rrc names when the UV ran, else `Error::Kvm`).
-    pub fn command(&mut self, vm: &VmFd, mut cmd: PvCommand<'_>) -> Result<PvOutput> {
+    fn command(&mut self, vm: &VmFd, mut cmd: PvCommand<'_>) -> Result<PvOutput> {
         let name = cmd.name();
         let id = cmd.id();
         let mut retries = 0;

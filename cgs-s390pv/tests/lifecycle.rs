@@ -484,3 +484,56 @@ fn ipl_block_and_launch_update_rules() {
     assert!(life.launch_update(&vm, 0, slice, PageType::Zero).is_err());
     assert_eq!(life.backend().object_type(), "s390-pv-guest");
 }
+
+#[test]
+fn without_the_dump_capability_info_is_skipped_and_dump_unsupported() {
+    let mut cfg = SimConfig::random();
+    cfg.support.dump = false;
+    let Some(mut g) = guest_with(
+        "no_dump_cap",
+        cfg,
+        Pcf::DEFAULT | Pcf::ALLOW_DUMPING,
+        MEM,
+        false,
+    ) else {
+        return;
+    };
+    g.life.backend_mut().protect(&g.vm, &g.mem).unwrap();
+    let cmds = commands(g.life.backend().events());
+    assert!(
+        !cmds.iter().any(|c| c.starts_with("KVM_PV_INFO")),
+        "{cmds:?}"
+    );
+    assert_eq!(g.life.backend().info_dump(), None);
+    let e = g.life.backend_mut().dump(&g.vm, &[&g.vcpu]).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("KVM_CAP_S390_PROTECTED_DUMP"), "{e}");
+}
+
+#[test]
+fn protect_before_kvm_init_is_refused_without_touching_the_uv() {
+    let Some(kvm) = kvm_or_skip("protect_before_kvm_init") else {
+        return;
+    };
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
+    let sim = SimUltravisor::new(mem.clone(), SimConfig::random());
+    let img = image(sim.host_public_key(), Pcf::DEFAULT);
+    img.load(&mem).unwrap();
+    let mut life = Lifecycle::new(
+        S390PvGuest::new(
+            S390PvGuestConfig::new("pv0"),
+            sim.clone(),
+            MachineSpec::new(1, MEM as u64),
+        )
+        .unwrap(),
+    );
+    let vm = life.create_vm(&kvm).unwrap();
+    life.backend_mut()
+        .set_pv_iplb(&img.ipib.encode(), &mem)
+        .unwrap();
+    let e = life.backend_mut().protect(&vm, &mem).unwrap_err();
+    assert_eq!(e.response.diag_rc, 0x0a02);
+    assert!(sim.calls().is_empty());
+    assert_eq!(life.migration_blocker(), None);
+    assert!(life.ensure_ready().is_err());
+}
