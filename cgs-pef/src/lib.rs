@@ -49,7 +49,7 @@ pub use key::UvKey;
 pub use uv::sim::{self, GuestMode, PageState, SimConfig, SimEvent};
 pub use uv::{KvmUltravisor, SimUltravisor, Ultravisor};
 
-/// log2 of the page size POWER KVM's secure-memory code uses (64 KiB).
+/// log2 of the default secure-memory page size (64 KiB, what POWER distributions ship).
 pub const PAGE_SHIFT: u32 = 16;
-/// The page size of secure-memory transitions (64 KiB).
+/// The default secure-memory page size (64 KiB).
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;

@@ -202,8 +202,8 @@ impl fmt::Debug for SimUltravisor {
 
 impl SimUltravisor {
     /// A simulator for the guest whose RAM is `mem` (a clone of the VMM's guest memory: the
-    /// mappings are shared). Every region must be 64 KiB aligned and sized, as POWER KVM's
-    /// secure-memory code requires.
+    /// mappings are shared). Every region must be aligned and sized to the configured page, as
+    /// POWER KVM's secure-memory code requires.
     pub fn new(config: SimConfig, mem: &GuestMemoryMmap) -> Result<Self> {
         let shift = config.page_shift;
         if shift != 12 && shift != 16 {
@@ -712,7 +712,7 @@ impl SimUltravisor {
     }
 
     /// `H_SVM_PAGE_IN(gpa, flags, order)`: `H_UNSUPPORTED` before `H_SVM_INIT_START`, `H_P3` for
-    /// an order other than 16 (64 KiB), `H_P2` for flags other than `H_PAGE_IN_SHARED`,
+    /// an order other than the page shift, `H_P2` for flags other than `H_PAGE_IN_SHARED`,
     /// `H_PARAMETER` for an address that is not guest memory or a page already in secure memory;
     /// otherwise KVM hands the page to the ultravisor (`UV_PAGE_IN`), or shares it.
     pub fn h_svm_page_in(&mut self, gpa: u64, flags: u64, order: u64) -> i64 {
