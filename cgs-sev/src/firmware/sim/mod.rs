@@ -1,0 +1,1049 @@
+//! A software model of the AMD secure processor, with real state, status codes and cryptography.
+//!
+//! [`SimPlatform`] is the platform (one per simulated host): its PDH and PEK keys, its VCEK, the
+//! RMP ([`cgs_gmem::rmp::Rmp`]) and every guest context. [`SimFirmware`] is one VM's view of it
+//! and implements [`SevFirmware`]; the backend and launch code run over it unchanged.
+//!
+//! What is modelled:
+//!
+//! - the firmware guest state machines (kernel-abi.md §13; SNP LAUNCH → RUNNING) with their
+//!   status codes: a command in the wrong state is `INVALID_GUEST_STATE`, a policy the platform
+//!   cannot honour is `POLICY_FAILURE`, an ID block that does not match the digest is
+//!   `BAD_MEASUREMENT`, a bad ID signature `BAD_SIGNATURE`, a rejected CPUID page `INVALID_PARAM`
+//!   with the corrected page written back;
+//! - the KVM checks in front of the firmware (`EINVAL`, `EPERM` for legacy commands on an SNP VM,
+//!   `ENOTTY` before INIT), as `Error::Kvm` with the command name;
+//! - the SEV transport: LAUNCH_START unwraps the guest owner's session with ECDH against the PDH,
+//!   LAUNCH_MEASURE is `HMAC-SHA256(TIK, 0x04 ‖ api ‖ build ‖ policy ‖ SHA-256 digest ‖ mnonce)`,
+//!   LAUNCH_SECRET checks the packet MAC and decrypts with the TEK;
+//! - the SNP launch digest (the GCTX PAGE_INFO chain of [`crate::measure`]), the RMP transitions
+//!   of SNP_LAUNCH_UPDATE, ID block / ID auth checks at SNP_LAUNCH_FINISH, and attestation reports
+//!   signed with ECDSA P-384 by a VCEK generated per platform;
+//! - per-guest memory encryption: [`SimFirmware::host_view`] returns what the host would read from
+//!   a guest's private pages (ciphertext under that guest's key).
+//!
+//! On this machine KVM cannot encrypt, so guest memory in the VMM's mapping stays what the guest
+//! sees; that is what lets the simulated guest actually run on plain KVM.
+//!
+//! Test hooks: [`UpdateFaults`] makes SNP_LAUNCH_UPDATE return partial progress and `EAGAIN`,
+//! [`SimStats`] counts commands.
+
+mod guest;
+// Live migration (issue 7): SEND_*/RECEIVE_* of the simulator.
+#[path = "../../migration/fw_sim.rs"]
+mod migration;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cgs_core::{Error, Result};
+use cgs_gmem::rmp::{PageSize, Rmp, RmpEntry, RmpUpdate, PERM_ALL};
+use kvm_ioctls::{Kvm, VmFd};
+use p384::ecdsa::signature::hazmat::PrehashSigner;
+use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256, Sha384};
+use vm_memory::VolatileSlice;
+use vmm_sys_util::errno;
+use zeroize::Zeroizing;
+
+pub use guest::GuestState;
+use guest::{Guest, SnpLaunchInfo};
+
+use super::{
+    Flavour, GuestStatus, InitParams, LaunchStart, SevFirmware, SevStatus, SnpLaunchFinish,
+    SnpLaunchStart, SnpPageType, SnpUpdate,
+};
+use crate::certs::CertTable;
+use crate::cpuid::{CpuidPage, Reg};
+use crate::measure::gctx::Gctx;
+use crate::measure::idblock::{IdAuth, IdBlock};
+use crate::measure::vmsa::VmsaPage;
+use crate::policy::{SevPolicy, SnpPolicy};
+use crate::report::{ReportBody, SIGNING_KEY_NONE, SIGNING_KEY_VCEK, SIG_ALGO_ECDSA_P384_SHA384};
+use crate::session::{
+    accept_session, launch_measure_mac, open_packet, DhKey, FirmwareBuild, LaunchMeasurement,
+    PacketContext, PacketHeader, SessionError, TransportKeys,
+};
+use crate::uapi;
+
+/// The simulator's firmware name in errors.
+pub const SIM_FIRMWARE: &str = "SEV simulator";
+/// Guest frames each guest may use (8 GiB of GPA).
+pub const GUEST_FRAMES: u64 = 1 << 21;
+/// Most guest contexts a simulated platform holds.
+pub const MAX_GUESTS: u32 = 64;
+/// Length of the legacy SEV attestation report.
+pub const LEGACY_REPORT_LEN: usize = 0xD0;
+/// Bytes of the legacy report covered by the PEK signature.
+pub const LEGACY_REPORT_SIGNED_LEN: usize = 0x34;
+/// VMSA offset of `SEV_FEATURES`.
+const VMSA_SEV_FEATURES: usize = 0x3B0;
+
+/// The simulated platform's properties.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// API version and build reported by PLATFORM_STATUS (and used in LAUNCH_MEASURE).
+    pub build: FirmwareBuild,
+    /// VMSA `SEV_FEATURES` KVM offers (`KVM_X86_SEV_VMSA_FEATURES`).
+    pub vmsa_features: u64,
+    /// SMT is enabled on the host (an SNP policy without SMT fails).
+    pub smt_enabled: bool,
+    /// Number of sockets (an SNP policy requiring a single socket fails if > 1).
+    pub sockets: u32,
+    /// The host supports SEV-ES.
+    pub es_supported: bool,
+    /// The kernel has `KVM_SEV_SNP_ENABLE_REQ_CERTS` (7.x).
+    pub req_certs_supported: bool,
+    /// CPUID bits the firmware refuses: `(leaf, subleaf, register, bits that must be clear)`.
+    pub cpuid_rules: Vec<(u32, u32, Reg, u32)>,
+    /// TCB version reported in attestation reports.
+    pub tcb: u64,
+    /// Attestation report version (2–5).
+    pub report_version: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            build: FirmwareBuild {
+                api_major: 1,
+                api_minor: 55,
+                build: 21,
+            },
+            vmsa_features: crate::measure::vmsa::SEV_FEATURE_DEBUG_SWAP,
+            smt_enabled: true,
+            sockets: 1,
+            es_supported: true,
+            req_certs_supported: true,
+            // The nvtrust#91 case: cache-topology leaf 0x8000001D, EDX bit 2.
+            cpuid_rules: vec![(0x8000_001D, 3, Reg::Edx, 1 << 2)],
+            tcb: 0x1B00_0000_0000_0304,
+            report_version: 3,
+        }
+    }
+}
+
+/// Fault injection for SNP_LAUNCH_UPDATE, to exercise the caller's partial-progress loop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateFaults {
+    /// Process at most this many pages per call (then return success with progress).
+    pub max_pages_per_call: Option<u64>,
+    /// The next this-many calls process at most one page and fail with `EAGAIN`.
+    pub eagain_calls: u32,
+}
+
+/// Command counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// SNP_LAUNCH_UPDATE calls (including ones that failed).
+    pub snp_launch_update_calls: u64,
+    /// Pages SNP_LAUNCH_UPDATE processed.
+    pub snp_pages: u64,
+    /// LAUNCH_UPDATE_DATA calls.
+    pub launch_update_data_calls: u64,
+}
+
+struct Platform {
+    config: SimConfig,
+    pdh: DhKey,
+    pek: SigningKey,
+    vcek: SigningKey,
+    chip_id: [u8; 64],
+    next_handle: u32,
+    guests: BTreeMap<u32, Guest>,
+    rmp: Rmp,
+    certs: CertTable,
+}
+
+/// A simulated SEV platform shared by the [`SimFirmware`]s of its VMs.
+pub struct SimPlatform {
+    state: Mutex<Platform>,
+}
+
+impl std::fmt::Debug for SimPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimPlatform { keys: <redacted>, .. }")
+    }
+}
+
+impl SimPlatform {
+    /// A platform with fresh keys.
+    pub fn new(config: SimConfig) -> Arc<Self> {
+        let mut chip_id = [0u8; 64];
+        OsRng.fill_bytes(&mut chip_id);
+        Arc::new(SimPlatform {
+            state: Mutex::new(Platform {
+                config,
+                pdh: DhKey::generate(&mut OsRng),
+                pek: SigningKey::random(&mut OsRng),
+                vcek: SigningKey::random(&mut OsRng),
+                chip_id,
+                next_handle: 1,
+                guests: BTreeMap::new(),
+                rmp: Rmp::new(u64::from(MAX_GUESTS + 1) * GUEST_FRAMES),
+                certs: CertTable::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Platform> {
+        // A panic while holding the lock cannot leave a half-updated guest: every command
+        // computes first and commits last.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The platform Diffie-Hellman key (what `SEV_PDH_CERT_EXPORT` would give the guest owner).
+    pub fn pdh_public(&self) -> p384::PublicKey {
+        self.lock().pdh.public()
+    }
+
+    /// The VCEK public key that verifies SNP attestation reports.
+    pub fn vcek_public(&self) -> VerifyingKey {
+        *self.lock().vcek.verifying_key()
+    }
+
+    /// The PEK public key that verifies legacy SEV attestation reports.
+    pub fn pek_public(&self) -> VerifyingKey {
+        *self.lock().pek.verifying_key()
+    }
+
+    /// The certificates given to guests' extended requests once the VMM enabled them.
+    pub fn set_certificates(&self, certs: CertTable) {
+        self.lock().certs = certs;
+    }
+
+    /// The platform's configuration.
+    pub fn config(&self) -> SimConfig {
+        self.lock().config.clone()
+    }
+
+    /// The RMP entry of guest frame `gfn` of the guest with `handle` (tests, inspection).
+    pub fn rmp_entry(&self, handle: u32, gfn: u64) -> Option<RmpEntry> {
+        let p = self.lock();
+        let asid = p.guests.get(&handle)?.asid;
+        p.rmp.entry(spa_pfn(asid, gfn)?)
+    }
+}
+
+fn spa_pfn(asid: u32, gfn: u64) -> Option<u64> {
+    (gfn < GUEST_FRAMES).then(|| u64::from(asid) * GUEST_FRAMES + gfn)
+}
+
+fn kvm_err(op: &'static str, errno_val: i32) -> Error {
+    Error::kvm(op, errno::Error::new(errno_val))
+}
+
+fn fw(op: &'static str, status: SevStatus) -> Error {
+    status.error(SIM_FIRMWARE, op)
+}
+
+/// One VM's handle on a [`SimPlatform`].
+#[derive(Debug)]
+pub struct SimFirmware {
+    platform: Arc<SimPlatform>,
+    flavour: Option<Flavour>,
+    handle: Option<u32>,
+    req_certs: bool,
+    faults: UpdateFaults,
+    stats: SimStats,
+}
+
+const OP_INIT2: &str = "KVM_SEV_INIT2";
+const OP_START: &str = "KVM_SEV_LAUNCH_START";
+const OP_UPDATE: &str = "KVM_SEV_LAUNCH_UPDATE_DATA";
+const OP_VMSA: &str = "KVM_SEV_LAUNCH_UPDATE_VMSA";
+const OP_MEASURE: &str = "KVM_SEV_LAUNCH_MEASURE";
+const OP_SECRET: &str = "KVM_SEV_LAUNCH_SECRET";
+const OP_FINISH: &str = "KVM_SEV_LAUNCH_FINISH";
+const OP_REPORT: &str = "KVM_SEV_GET_ATTESTATION_REPORT";
+const OP_STATUS: &str = "KVM_SEV_GUEST_STATUS";
+const OP_SNP_START: &str = "KVM_SEV_SNP_LAUNCH_START";
+const OP_SNP_UPDATE: &str = "KVM_SEV_SNP_LAUNCH_UPDATE";
+const OP_SNP_FINISH: &str = "KVM_SEV_SNP_LAUNCH_FINISH";
+const OP_ATTR: &str = "KVM_SET_MEMORY_ATTRIBUTES";
+
+impl SimFirmware {
+    /// A firmware handle for one VM on `platform`.
+    pub fn new(platform: &Arc<SimPlatform>) -> Self {
+        SimFirmware {
+            platform: Arc::clone(platform),
+            flavour: None,
+            handle: None,
+            req_certs: false,
+            faults: UpdateFaults::default(),
+            stats: SimStats::default(),
+        }
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &Arc<SimPlatform> {
+        &self.platform
+    }
+
+    /// Inject SNP_LAUNCH_UPDATE faults.
+    pub fn set_update_faults(&mut self, faults: UpdateFaults) {
+        self.faults = faults;
+    }
+
+    /// Command counters.
+    pub fn stats(&self) -> SimStats {
+        self.stats
+    }
+
+    /// The guest handle, once LAUNCH_START / SNP_LAUNCH_START created the context.
+    pub fn handle(&self) -> Option<u32> {
+        self.handle
+    }
+
+    /// The firmware state of this VM's guest.
+    pub fn guest_state(&self) -> Option<GuestState> {
+        let p = self.platform.lock();
+        Some(p.guests.get(&self.handle?)?.state)
+    }
+
+    /// What a host read of `[gpa, gpa + plain.len())` returns when the guest sees `plain`
+    /// there: ciphertext for the guest's private pages.
+    pub fn host_view(&self, gpa: u64, plain: &[u8]) -> Result<Vec<u8>> {
+        let p = self.platform.lock();
+        let g = self
+            .handle
+            .and_then(|h| p.guests.get(&h))
+            .ok_or_else(|| Error::invalid_input("host view", "no guest context"))?;
+        Ok(g.host_view(gpa, plain))
+    }
+
+    /// The attestation report a running SNP guest receives for `MSG_REPORT_REQ` with
+    /// `report_data` at `vmpl` (KVM forwards guest requests to the firmware without the VMM; the
+    /// simulator exposes the firmware side so tests and examples can play the guest).
+    pub fn snp_guest_report(&self, report_data: [u8; 64], vmpl: u32) -> Result<Vec<u8>> {
+        const OP: &str = "SNP_GUEST_REQUEST(MSG_REPORT_REQ)";
+        let p = self.platform.lock();
+        let g = self.guest_ref(&p, OP)?;
+        if g.flavour != Flavour::SevSnp {
+            return Err(fw(OP, SevStatus::INVALID_GUEST));
+        }
+        if g.state != GuestState::Running {
+            return Err(fw(OP, SevStatus::INVALID_GUEST_STATE));
+        }
+        if vmpl > 3 {
+            return Err(fw(OP, SevStatus::INVALID_PARAM));
+        }
+        let c = &p.config;
+        let v = c.report_version;
+        let body = ReportBody {
+            version: v,
+            guest_svn: g.snp.guest_svn,
+            policy: g.policy,
+            family_id: g.snp.family_id,
+            image_id: g.snp.image_id,
+            vmpl,
+            sig_algo: SIG_ALGO_ECDSA_P384_SHA384,
+            current_tcb: c.tcb,
+            platform_info: u64::from(c.smt_enabled),
+            author_key_en: g.snp.author_key_en,
+            mask_chip_key: false,
+            signing_key: if g.snp.vcek_disabled {
+                SIGNING_KEY_NONE
+            } else {
+                SIGNING_KEY_VCEK
+            },
+            report_data,
+            measurement: g.snp_ld.ld(),
+            host_data: g.snp.host_data,
+            id_key_digest: g.snp.id_key_digest,
+            author_key_digest: g.snp.author_key_digest,
+            report_id: g.report_id,
+            report_id_ma: [0xff; 32],
+            reported_tcb: c.tcb,
+            cpuid_fms: (v >= 3).then_some([0x19, 0x11, 0x01]),
+            chip_id: p.chip_id,
+            committed_tcb: c.tcb,
+            current_version: [c.build.build, c.build.api_minor, c.build.api_major],
+            committed_version: [c.build.build, c.build.api_minor, c.build.api_major],
+            launch_tcb: c.tcb,
+            mit_vectors: (v >= 5).then_some((0, 0)),
+        };
+        if g.snp.vcek_disabled {
+            // No VCEK and no VLEK: the report is returned unsigned.
+            Ok(body.to_bytes())
+        } else {
+            Ok(body.sign(&p.vcek))
+        }
+    }
+
+    /// An extended guest request: the report plus the certificate table written into `certs`
+    /// (the guest's buffer). Without [`SevFirmware::snp_enable_req_certs`] the table is empty, as
+    /// KVM makes it. A buffer that is too small gives the pages needed.
+    pub fn snp_ext_guest_report(
+        &self,
+        report_data: [u8; 64],
+        vmpl: u32,
+        certs: &mut [u8],
+    ) -> Result<Vec<u8>> {
+        let table = if self.req_certs {
+            self.platform.lock().certs.clone()
+        } else {
+            CertTable::new()
+        };
+        table.write_to(certs)?;
+        self.snp_guest_report(report_data, vmpl)
+    }
+
+    fn guest_ref<'p>(&self, p: &'p Platform, op: &'static str) -> Result<&'p Guest> {
+        match self.handle {
+            Some(h) => p
+                .guests
+                .get(&h)
+                .ok_or_else(|| fw(op, SevStatus::INVALID_GUEST)),
+            None => Err(fw(op, SevStatus::INVALID_GUEST)),
+        }
+    }
+
+    fn require_flavour(&self, op: &'static str, snp_command: bool) -> Result<Flavour> {
+        let f = self.flavour.ok_or_else(|| kvm_err(op, libc::ENOTTY))?;
+        match (f == Flavour::SevSnp, snp_command) {
+            (true, false) => Err(kvm_err(op, libc::EPERM)),
+            (false, true) => Err(kvm_err(op, libc::EINVAL)),
+            _ => Ok(f),
+        }
+    }
+
+    fn guest_mut<'p>(
+        &self,
+        p: &'p mut Platform,
+        op: &'static str,
+        want: GuestState,
+    ) -> Result<&'p mut Guest> {
+        let h = self
+            .handle
+            .ok_or_else(|| fw(op, SevStatus::INVALID_GUEST))?;
+        let g = p
+            .guests
+            .get_mut(&h)
+            .ok_or_else(|| fw(op, SevStatus::INVALID_GUEST))?;
+        if g.state != want {
+            return Err(fw(op, SevStatus::INVALID_GUEST_STATE));
+        }
+        Ok(g)
+    }
+
+    fn new_guest(p: &mut Platform, op: &'static str, flavour: Flavour, policy: u64) -> Result<u32> {
+        let handle = p.next_handle;
+        if handle > MAX_GUESTS {
+            return Err(fw(op, SevStatus::RESOURCE_LIMIT));
+        }
+        p.next_handle += 1;
+        let mut vek = Zeroizing::new([0u8; 16]);
+        OsRng.fill_bytes(&mut vek[..]);
+        let mut report_id = [0u8; 32];
+        OsRng.fill_bytes(&mut report_id);
+        let mut vmpck = Zeroizing::new([[0u8; 32]; 4]);
+        for k in vmpck.iter_mut() {
+            OsRng.fill_bytes(k);
+        }
+        p.guests.insert(
+            handle,
+            Guest {
+                flavour,
+                asid: handle,
+                state: if flavour == Flavour::SevSnp {
+                    GuestState::SnpLaunch
+                } else {
+                    GuestState::LaunchUpdate
+                },
+                policy,
+                keys: None,
+                vek,
+                sev_digest: Sha256::new(),
+                sev_ld: None,
+                measurement: None,
+                vmsa_done: false,
+                snp_ld: Gctx::new(),
+                snp: SnpLaunchInfo::default(),
+                private: Default::default(),
+                migration: Default::default(),
+                report_id,
+                vmpck,
+            },
+        );
+        Ok(handle)
+    }
+}
+
+fn session_status(e: &SessionError) -> SevStatus {
+    match e {
+        SessionError::Length { .. } => SevStatus::INVALID_LEN,
+        SessionError::Certificate(_) => SevStatus::INVALID_CERTIFICATE,
+        SessionError::BadMac("session policy") => SevStatus::POLICY_FAILURE,
+        SessionError::BadMac(_) => SevStatus::BAD_MEASUREMENT,
+        SessionError::Compressed => SevStatus::INVALID_PARAM,
+    }
+}
+
+impl SevFirmware for SimFirmware {
+    fn name(&self) -> &'static str {
+        SIM_FIRMWARE
+    }
+
+    fn kvm_vm_type(&self, _flavour: Flavour, _legacy: bool) -> u64 {
+        uapi::KVM_X86_DEFAULT_VM
+    }
+
+    fn vmsa_features(&self, _kvm: &Kvm) -> Result<u64> {
+        Ok(self.platform.lock().config.vmsa_features)
+    }
+
+    fn build(&self) -> Result<FirmwareBuild> {
+        Ok(self.platform.lock().config.build)
+    }
+
+    fn init(&mut self, _vm: &VmFd, params: &InitParams) -> Result<()> {
+        let op = match params {
+            InitParams::Legacy(Flavour::SevEs) => "KVM_SEV_ES_INIT",
+            InitParams::Legacy(_) => "KVM_SEV_INIT",
+            InitParams::Init2 { .. } => OP_INIT2,
+        };
+        if self.flavour.is_some() {
+            return Err(kvm_err(op, libc::EINVAL));
+        }
+        let cfg = self.platform.config();
+        let flavour = params.flavour();
+        if flavour == Flavour::SevEs && !cfg.es_supported {
+            return Err(fw(op, SevStatus::UNSUPPORTED));
+        }
+        match *params {
+            InitParams::Legacy(Flavour::SevSnp) => return Err(kvm_err(op, libc::EINVAL)),
+            InitParams::Legacy(_) => {}
+            InitParams::Init2 {
+                flavour,
+                vmsa_features,
+                ghcb_version,
+            } => {
+                let ok = match flavour {
+                    Flavour::Sev => vmsa_features == 0 && ghcb_version == 0,
+                    Flavour::SevEs => vmsa_features & !cfg.vmsa_features == 0 && ghcb_version <= 2,
+                    Flavour::SevSnp => {
+                        vmsa_features & !cfg.vmsa_features == 0
+                            && (ghcb_version == 0 || ghcb_version == 2)
+                    }
+                };
+                if !ok {
+                    return Err(kvm_err(op, libc::EINVAL));
+                }
+            }
+        }
+        self.flavour = Some(flavour);
+        Ok(())
+    }
+
+    fn launch_start(&mut self, _vm: &VmFd, s: &LaunchStart<'_>) -> Result<u32> {
+        let flavour = self.require_flavour(OP_START, false)?;
+        if self.handle.is_some() {
+            return Err(fw(OP_START, SevStatus::INVALID_GUEST_STATE));
+        }
+        let policy = SevPolicy(s.policy);
+        let mut p = self.platform.lock();
+        if policy.validate().is_err() {
+            return Err(fw(OP_START, SevStatus::INVALID_PARAM));
+        }
+        if !policy.allows_firmware(p.config.build) || policy.is_es() != (flavour == Flavour::SevEs)
+        {
+            return Err(fw(OP_START, SevStatus::POLICY_FAILURE));
+        }
+        let shared_vek = if s.handle != 0 {
+            let other = p
+                .guests
+                .get(&s.handle)
+                .ok_or_else(|| fw(OP_START, SevStatus::INVALID_GUEST))?;
+            if other.policy as u32 & SevPolicy::NOKS != 0 || s.policy & SevPolicy::NOKS != 0 {
+                return Err(fw(OP_START, SevStatus::POLICY_FAILURE));
+            }
+            Some(other.vek.clone())
+        } else {
+            None
+        };
+        let keys = match (s.dh_cert, s.session) {
+            (Some(cert), Some(session)) => accept_session(&p.pdh, cert, session, s.policy)
+                .map_err(|e| fw(OP_START, session_status(&e)))?,
+            (None, None) => TransportKeys::generate(&mut OsRng),
+            _ => return Err(fw(OP_START, SevStatus::INVALID_PARAM)),
+        };
+        let handle = Self::new_guest(&mut p, OP_START, flavour, u64::from(s.policy))?;
+        if let Some(g) = p.guests.get_mut(&handle) {
+            g.keys = Some(keys);
+            if let Some(vek) = shared_vek {
+                g.vek = vek;
+            }
+        }
+        drop(p);
+        self.handle = Some(handle);
+        Ok(handle)
+    }
+
+    fn launch_update_data(&mut self, _vm: &VmFd, gpa: u64, data: &VolatileSlice<'_>) -> Result<()> {
+        self.require_flavour(OP_UPDATE, false)?;
+        self.stats.launch_update_data_calls += 1;
+        let mut p = self.platform.lock();
+        let g = self.guest_mut(&mut p, OP_UPDATE, GuestState::LaunchUpdate)?;
+        if data.is_empty() || data.len() % 16 != 0 {
+            return Err(fw(OP_UPDATE, SevStatus::INVALID_LEN));
+        }
+        if gpa % 16 != 0 {
+            return Err(fw(OP_UPDATE, SevStatus::INVALID_ADDRESS));
+        }
+        let mut buf = vec![0u8; data.len()];
+        data.copy_to(&mut buf[..]);
+        g.sev_digest.update(&buf);
+        g.mark_private(gpa, data.len() as u64);
+        Ok(())
+    }
+
+    fn launch_update_vmsa(&mut self, _vm: &VmFd, vmsas: &[VmsaPage]) -> Result<()> {
+        let flavour = self.require_flavour(OP_VMSA, false)?;
+        if flavour != Flavour::SevEs {
+            return Err(kvm_err(OP_VMSA, libc::EINVAL));
+        }
+        let mut p = self.platform.lock();
+        let g = self.guest_mut(&mut p, OP_VMSA, GuestState::LaunchUpdate)?;
+        if g.vmsa_done || vmsas.is_empty() {
+            return Err(kvm_err(OP_VMSA, libc::EINVAL));
+        }
+        for v in vmsas {
+            g.sev_digest.update(v.as_bytes());
+        }
+        g.vmsa_done = true;
+        Ok(())
+    }
+
+    fn launch_measure(&mut self, _vm: &VmFd) -> Result<LaunchMeasurement> {
+        self.require_flavour(OP_MEASURE, false)?;
+        let mut p = self.platform.lock();
+        let build = p.config.build;
+        let g = self.guest_mut(&mut p, OP_MEASURE, GuestState::LaunchUpdate)?;
+        let keys = g
+            .keys
+            .clone()
+            .ok_or_else(|| fw(OP_MEASURE, SevStatus::INVALID_GUEST))?;
+        let ld: [u8; 32] = g.sev_digest.clone().finalize().into();
+        let mut mnonce = [0u8; 16];
+        OsRng.fill_bytes(&mut mnonce);
+        let m = LaunchMeasurement {
+            measure: launch_measure_mac(&keys, build, g.policy as u32, &ld, &mnonce),
+            mnonce,
+        };
+        g.sev_ld = Some(ld);
+        g.measurement = Some(m);
+        g.state = GuestState::LaunchSecret;
+        Ok(m)
+    }
+
+    fn launch_secret(
+        &mut self,
+        _vm: &VmFd,
+        gpa: u64,
+        header: &PacketHeader,
+        ciphertext: &[u8],
+        target: &VolatileSlice<'_>,
+    ) -> Result<()> {
+        self.require_flavour(OP_SECRET, false)?;
+        let mut p = self.platform.lock();
+        let g = self.guest_mut(&mut p, OP_SECRET, GuestState::LaunchSecret)?;
+        let len = ciphertext.len();
+        if len == 0 || len != target.len() || len % 16 != 0 || len > 0x5000 {
+            return Err(fw(OP_SECRET, SevStatus::INVALID_LEN));
+        }
+        if gpa % 16 != 0 {
+            return Err(fw(OP_SECRET, SevStatus::INVALID_ADDRESS));
+        }
+        let (Some(keys), Some(m)) = (g.keys.as_ref(), g.measurement.as_ref()) else {
+            return Err(fw(OP_SECRET, SevStatus::INVALID_GUEST_STATE));
+        };
+        let plain = open_packet(keys, PacketContext::Secret, header, ciphertext, &m.measure)
+            .map_err(|e| match e {
+                SessionError::Compressed => fw(OP_SECRET, SevStatus::INVALID_PARAM),
+                _ => fw(OP_SECRET, SevStatus::BAD_MEASUREMENT),
+            })?;
+        target.copy_from(&plain[..]);
+        g.mark_private(gpa, len as u64);
+        Ok(())
+    }
+
+    fn launch_finish(&mut self, _vm: &VmFd) -> Result<()> {
+        self.require_flavour(OP_FINISH, false)?;
+        let mut p = self.platform.lock();
+        let g = self.guest_mut(&mut p, OP_FINISH, GuestState::LaunchSecret)?;
+        g.state = GuestState::Running;
+        Ok(())
+    }
+
+    fn attestation_report(&mut self, _vm: &VmFd, mnonce: [u8; 16]) -> Result<Vec<u8>> {
+        self.require_flavour(OP_REPORT, false)?;
+        let p = self.platform.lock();
+        let g = self.guest_ref(&p, OP_REPORT)?;
+        let ld = match (g.state, g.sev_ld) {
+            (GuestState::LaunchSecret | GuestState::Running, Some(ld)) => ld,
+            _ => return Err(fw(OP_REPORT, SevStatus::INVALID_GUEST_STATE)),
+        };
+        let mut r = vec![0u8; LEGACY_REPORT_LEN];
+        r[0..16].copy_from_slice(&mnonce);
+        r[16..48].copy_from_slice(&ld);
+        r[48..52].copy_from_slice(&(g.policy as u32).to_le_bytes());
+        r[52..56].copy_from_slice(&0x1002u32.to_le_bytes());
+        r[56..60].copy_from_slice(&0x002u32.to_le_bytes());
+        let digest = Sha256::digest(&r[..LEGACY_REPORT_SIGNED_LEN]);
+        let sig: Signature = p
+            .pek
+            .sign_prehash(&digest)
+            .map_err(|_| fw(OP_REPORT, SevStatus::INVALID_KEY))?;
+        let (rr, ss) = sig.split_bytes();
+        for (i, v) in rr.iter().rev().enumerate() {
+            r[64 + i] = *v;
+        }
+        for (i, v) in ss.iter().rev().enumerate() {
+            r[64 + 72 + i] = *v;
+        }
+        Ok(r)
+    }
+
+    fn guest_status(&mut self, _vm: &VmFd) -> Result<GuestStatus> {
+        self.require_flavour(OP_STATUS, false)?;
+        let p = self.platform.lock();
+        let g = self.guest_ref(&p, OP_STATUS)?;
+        Ok(GuestStatus {
+            handle: self.handle.unwrap_or(0),
+            policy: g.policy as u32,
+            state: g.state.code(),
+        })
+    }
+
+    fn snp_launch_start(&mut self, _vm: &VmFd, s: &SnpLaunchStart) -> Result<()> {
+        self.require_flavour(OP_SNP_START, true)?;
+        if self.handle.is_some() {
+            return Err(kvm_err(OP_SNP_START, libc::EINVAL));
+        }
+        let policy = SnpPolicy(s.policy);
+        if policy.validate(None).is_err() {
+            return Err(kvm_err(OP_SNP_START, libc::EINVAL));
+        }
+        let mut p = self.platform.lock();
+        let c = &p.config;
+        if !policy.allows_firmware(c.build)
+            || (!policy.smt_allowed() && c.smt_enabled)
+            || (policy.single_socket() && c.sockets > 1)
+        {
+            return Err(fw(OP_SNP_START, SevStatus::POLICY_FAILURE));
+        }
+        let handle = Self::new_guest(&mut p, OP_SNP_START, Flavour::SevSnp, s.policy)?;
+        drop(p);
+        self.handle = Some(handle);
+        Ok(())
+    }
+
+    fn snp_set_private(&mut self, _vm: &VmFd, gpa: u64, len: u64) -> Result<()> {
+        self.require_flavour(OP_ATTR, true)?;
+        if gpa % 4096 != 0 || len % 4096 != 0 || len == 0 {
+            return Err(kvm_err(OP_ATTR, libc::EINVAL));
+        }
+        let mut p = self.platform.lock();
+        let h = self.handle.ok_or_else(|| kvm_err(OP_ATTR, libc::EINVAL))?;
+        let asid = p.guests.get(&h).map(|g| g.asid).unwrap_or(0);
+        let first = gpa / 4096;
+        let n = len / 4096;
+        if first.checked_add(n).is_none_or(|end| end > GUEST_FRAMES) {
+            return Err(kvm_err(OP_ATTR, libc::EINVAL));
+        }
+        for gfn in first..first + n {
+            let Some(spa) = spa_pfn(asid, gfn) else {
+                return Err(kvm_err(OP_ATTR, libc::EINVAL));
+            };
+            let assigned = p.rmp.entry(spa).is_some_and(|e| e.assigned);
+            if assigned {
+                continue;
+            }
+            p.rmp
+                .update(spa, RmpUpdate::private(gfn * 4096, asid, PageSize::Size4K))
+                .map_err(|e| Error::Backend {
+                    context: "KVM_SET_MEMORY_ATTRIBUTES (simulated RMPUPDATE)".into(),
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn snp_launch_update(&mut self, _vm: &VmFd, u: &mut SnpUpdate<'_>) -> Result<()> {
+        self.require_flavour(OP_SNP_UPDATE, true)?;
+        self.stats.snp_launch_update_calls += 1;
+        if u.remaining() == 0 || u.source.len() % 4096 != 0 || u.done % 4096 != 0 {
+            return Err(kvm_err(OP_SNP_UPDATE, libc::EINVAL));
+        }
+        let eagain = if self.faults.eagain_calls > 0 {
+            self.faults.eagain_calls -= 1;
+            true
+        } else {
+            false
+        };
+        let mut budget = (u.remaining() / 4096) as u64;
+        if let Some(max) = self.faults.max_pages_per_call {
+            budget = budget.min(max.max(1));
+        }
+        if eagain {
+            budget = budget.min(1);
+        }
+        let rules = self.platform.config().cpuid_rules;
+        let mut p = self.platform.lock();
+        let handle = self
+            .handle
+            .ok_or_else(|| fw(OP_SNP_UPDATE, SevStatus::INVALID_GUEST))?;
+        let asid = p.guests.get(&handle).map(|g| g.asid).unwrap_or(0);
+        for _ in 0..budget {
+            let gfn = u.gfn_start;
+            let state_ok = p
+                .guests
+                .get(&handle)
+                .is_some_and(|g| g.state == GuestState::SnpLaunch);
+            if !state_ok {
+                return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_GUEST_STATE));
+            }
+            let spa = spa_pfn(asid, gfn).ok_or_else(|| kvm_err(OP_SNP_UPDATE, libc::EINVAL))?;
+            let entry = p.rmp.entry(spa).unwrap_or_default();
+            if !entry.assigned || entry.asid != asid || entry.gpa != gfn * 4096 {
+                // The GFN is not private: KVM refuses before the firmware sees it.
+                return Err(kvm_err(OP_SNP_UPDATE, libc::EINVAL));
+            }
+            if entry.validated {
+                return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PAGE_STATE));
+            }
+            let page = u
+                .source
+                .subslice(u.done, 4096)
+                .map_err(|e| Error::invalid_input("SNP launch update", e.to_string()))?;
+            let mut bytes = vec![0u8; 4096];
+            page.copy_to(&mut bytes[..]);
+            let contents: [u8; 48] = match u.page_type {
+                SnpPageType::Normal => Sha384::digest(&bytes).into(),
+                SnpPageType::Zero => {
+                    page.copy_from(&[0u8; 4096]);
+                    [0; 48]
+                }
+                SnpPageType::Unmeasured => [0; 48],
+                SnpPageType::Secrets => {
+                    let g = p.guests.get(&handle);
+                    let mut secrets = Zeroizing::new(vec![0u8; 4096]);
+                    secrets[0..4].copy_from_slice(&2u32.to_le_bytes());
+                    if let Some(g) = g {
+                        for (i, k) in g.vmpck.iter().enumerate() {
+                            secrets[0x20 + 32 * i..0x40 + 32 * i].copy_from_slice(k);
+                        }
+                    }
+                    page.copy_from(&secrets[..]);
+                    [0; 48]
+                }
+                SnpPageType::Cpuid => {
+                    let provided = CpuidPage::from_bytes(&bytes)?;
+                    let mut corrected = provided.clone();
+                    for f in corrected.entries.iter_mut() {
+                        for &(leaf, sub, reg, mask) in &rules {
+                            if f.eax_in == leaf && f.ecx_in == sub {
+                                *f.reg_mut(reg) &= !mask;
+                            }
+                        }
+                    }
+                    if corrected != provided {
+                        let fixed = corrected.to_bytes()?;
+                        page.copy_from(&fixed);
+                        return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PARAM));
+                    }
+                    [0; 48]
+                }
+            };
+            let Some(g) = p.guests.get_mut(&handle) else {
+                return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_GUEST));
+            };
+            g.snp_ld
+                .update(u.page_type.to_page_type(), gfn * 4096, &contents);
+            g.mark_private(gfn * 4096, 4096);
+            let validated = RmpEntry {
+                validated: true,
+                immutable: false,
+                vmpl_perms: [PERM_ALL, 0, 0, 0],
+                ..entry
+            };
+            p.rmp
+                .firmware_set(spa, validated)
+                .map_err(|e| Error::Backend {
+                    context: "SNP_LAUNCH_UPDATE (simulated RMP)".into(),
+                    source: Box::new(e),
+                })?;
+            u.gfn_start += 1;
+            u.done += 4096;
+            self.stats.snp_pages += 1;
+        }
+        if eagain {
+            return Err(kvm_err(OP_SNP_UPDATE, libc::EAGAIN));
+        }
+        Ok(())
+    }
+
+    fn snp_launch_finish(
+        &mut self,
+        _vm: &VmFd,
+        f: &SnpLaunchFinish<'_>,
+        vmsas: &[VmsaPage],
+    ) -> Result<()> {
+        self.require_flavour(OP_SNP_FINISH, true)?;
+        let mut p = self.platform.lock();
+        let g = self.guest_mut(&mut p, OP_SNP_FINISH, GuestState::SnpLaunch)?;
+        if vmsas.is_empty() {
+            return Err(kvm_err(OP_SNP_FINISH, libc::EINVAL));
+        }
+        // Compute on a copy; commit only when every check passed.
+        let mut ld = g.snp_ld.clone();
+        for v in vmsas {
+            let b = v.as_bytes();
+            let mut feat = [0u8; 8];
+            feat.copy_from_slice(&b[VMSA_SEV_FEATURES..VMSA_SEV_FEATURES + 8]);
+            if u64::from_le_bytes(feat) & crate::measure::vmsa::SEV_FEATURE_SNP_ACTIVE == 0 {
+                return Err(fw(OP_SNP_FINISH, SevStatus::INVALID_PARAM));
+            }
+            ld.update_vmsa(v);
+        }
+        let mut info = SnpLaunchInfo {
+            host_data: f.host_data,
+            vcek_disabled: f.vcek_disabled,
+            ..Default::default()
+        };
+        match (f.id_block, f.id_auth) {
+            (None, _) => {}
+            (Some(_), None) => return Err(kvm_err(OP_SNP_FINISH, libc::EINVAL)),
+            (Some(block), Some(auth)) => {
+                let id = IdBlock::parse(block)
+                    .map_err(|_| fw(OP_SNP_FINISH, SevStatus::INVALID_PARAM))?;
+                if id.version != 1 {
+                    return Err(fw(OP_SNP_FINISH, SevStatus::INVALID_PARAM));
+                }
+                if id.ld != ld.ld() {
+                    return Err(fw(OP_SNP_FINISH, SevStatus::BAD_MEASUREMENT));
+                }
+                if id.policy != g.policy {
+                    return Err(fw(OP_SNP_FINISH, SevStatus::POLICY_FAILURE));
+                }
+                let verified = IdAuth::from_bytes(auth)
+                    .and_then(|a| a.verify(block, f.author_key))
+                    .map_err(|_| fw(OP_SNP_FINISH, SevStatus::BAD_SIGNATURE))?;
+                info.family_id = id.family_id;
+                info.image_id = id.image_id;
+                info.guest_svn = id.guest_svn;
+                info.id_key_digest = verified.id_key_digest;
+                info.author_key_digest = verified.author_key_digest.unwrap_or([0; 48]);
+                info.author_key_en = f.author_key;
+            }
+        }
+        g.snp_ld = ld;
+        g.snp = info;
+        g.state = GuestState::Running;
+        Ok(())
+    }
+
+    // Live migration (issue 7): implemented in src/migration/fw_sim.rs.
+    fn platform_certs(&self) -> Result<crate::migration::firmware::PlatformCerts> {
+        self.mig_platform_certs()
+    }
+
+    fn send_start(
+        &mut self,
+        vm: &VmFd,
+        target: &crate::migration::firmware::PlatformCerts,
+    ) -> Result<crate::migration::firmware::SendSession> {
+        self.mig_send_start(vm, target)
+    }
+
+    fn send_update_data(
+        &mut self,
+        vm: &VmFd,
+        gpa: u64,
+        page: &VolatileSlice<'_>,
+    ) -> Result<(PacketHeader, Vec<u8>)> {
+        self.mig_send_update_data(vm, gpa, page)
+    }
+
+    fn send_finish(&mut self, vm: &VmFd) -> Result<()> {
+        self.mig_send_finish(vm)
+    }
+
+    fn send_cancel(&mut self, vm: &VmFd) -> Result<()> {
+        self.mig_send_cancel(vm)
+    }
+
+    fn receive_start(
+        &mut self,
+        vm: &VmFd,
+        params: &crate::migration::firmware::ReceiveStart<'_>,
+    ) -> Result<u32> {
+        self.mig_receive_start(vm, params)
+    }
+
+    fn receive_update_data(
+        &mut self,
+        vm: &VmFd,
+        gpa: u64,
+        header: &PacketHeader,
+        transport: &[u8],
+        page: &VolatileSlice<'_>,
+    ) -> Result<()> {
+        self.mig_receive_update_data(vm, gpa, header, transport, page)
+    }
+
+    fn receive_finish(&mut self, vm: &VmFd) -> Result<()> {
+        self.mig_receive_finish(vm)
+    }
+
+    fn snp_enable_req_certs(&mut self, _kvm: &Kvm, _vm: &VmFd) -> Result<()> {
+        const OP: &str = "KVM_SEV_SNP_ENABLE_REQ_CERTS";
+        if !self.platform.config().req_certs_supported {
+            return Err(Error::unsupported(
+                OP,
+                "this kernel has no KVM_EXIT_SNP_REQ_CERTS",
+            ));
+        }
+        self.require_flavour(OP, true)?;
+        if self.guest_state() == Some(GuestState::Running) {
+            return Err(kvm_err(OP, libc::EINVAL));
+        }
+        self.req_certs = true;
+        Ok(())
+    }
+}
+
+/// Verify a legacy SEV attestation report (0xD0 bytes) with the PEK: ECDSA over SHA-256 of the
+/// first 0x34 bytes. Returns `(mnonce, launch digest, policy)`.
+pub fn verify_legacy_report(
+    report: &[u8],
+    pek: &VerifyingKey,
+) -> Result<([u8; 16], [u8; 32], u32)> {
+    use p384::ecdsa::signature::hazmat::PrehashVerifier;
+    if report.len() != LEGACY_REPORT_LEN {
+        return Err(Error::invalid_input(
+            "SEV attestation report",
+            format!("{} bytes, expected {LEGACY_REPORT_LEN}", report.len()),
+        ));
+    }
+    let be = |le: &[u8]| {
+        let mut out = [0u8; 48];
+        for (i, v) in le[..48].iter().enumerate() {
+            out[47 - i] = *v;
+        }
+        out
+    };
+    let sig = Signature::from_scalars(be(&report[64..136]), be(&report[136..208]))
+        .map_err(|_| Error::invalid_input("SEV attestation report", "malformed signature"))?;
+    let digest = Sha256::digest(&report[..LEGACY_REPORT_SIGNED_LEN]);
+    pek.verify_prehash(&digest, &sig)
+        .map_err(|_| Error::invalid_input("SEV attestation report", "signature does not verify"))?;
+    let mut mnonce = [0u8; 16];
+    mnonce.copy_from_slice(&report[..16]);
+    let mut ld = [0u8; 32];
+    ld.copy_from_slice(&report[16..48]);
+    let policy = u32::from_le_bytes([report[48], report[49], report[50], report[51]]);
+    Ok((mnonce, ld, policy))
+}

@@ -1,0 +1,574 @@
+//! Full SEV, SEV-ES and SEV-SNP launches of real KVM VMs over the secure-processor simulator.
+
+use std::sync::Arc;
+
+use cgs_core::config::{OnOffAuto, SevGuestConfig, SevSnpGuestConfig};
+use cgs_core::testing::{kvm_or_skip, map_guest_memory, run_to_halt};
+use cgs_core::{Error, Lifecycle, PageType};
+use cgs_sev::backend::SevBackend;
+use cgs_sev::firmware::sim::{
+    verify_legacy_report, SimConfig, SimFirmware, SimPlatform, UpdateFaults,
+};
+use cgs_sev::firmware::{status_of, SevStatus};
+use cgs_sev::launch::sev::StartParams;
+use cgs_sev::measure::gctx::Gctx;
+use cgs_sev::measure::idblock::{IdAuth, IdBlock, SnpSigningKey};
+use cgs_sev::report::AttestationReport;
+use cgs_sev::session::{FirmwareBuild, GuestOwner};
+use cgs_sev::testing::{reset_vector_payload, GmemRegion, RESET_PAGE_GPA};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use rand_core::OsRng;
+use sha2::{Digest, Sha256};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+const MEM_GPA: u64 = 0xFFFF_0000;
+const MEM_SIZE: usize = 0x1_0000;
+const MSG: &[u8] = b"hello from a confidential guest\n";
+
+fn snp_config(policy: u64) -> SevSnpGuestConfig {
+    SevSnpGuestConfig::builder("snp0", 1)
+        .policy(policy)
+        .host_data([0xAB; 32])
+        .build()
+        .unwrap()
+}
+
+struct SnpGuest {
+    guest: Lifecycle<SevBackend<SimFirmware>>,
+    vm: VmFd,
+    vcpu: VcpuFd,
+    mem: GmemRegion,
+}
+
+/// Create the VM and memory, kvm_init, one vCPU; the payload page is written, not launched.
+fn snp_guest(kvm: &Kvm, platform: &Arc<SimPlatform>, cfg: &SevSnpGuestConfig) -> SnpGuest {
+    let backend = SevBackend::snp(cfg, SimFirmware::new(platform)).unwrap();
+    let mut guest = Lifecycle::new(backend);
+    let vm = guest.create_vm(kvm).unwrap();
+    let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
+    mem.write(RESET_PAGE_GPA, &reset_vector_payload(MSG).unwrap())
+        .unwrap();
+    guest.kvm_init(kvm, &vm).unwrap();
+    let vcpu = guest.create_vcpu(&vm, 0).unwrap();
+    SnpGuest {
+        guest,
+        vm,
+        vcpu,
+        mem,
+    }
+}
+
+/// The offline digest of "the reset page as NORMAL" plus the backend's VMSAs.
+fn expected_snp_digest(backend: &SevBackend<SimFirmware>, page: &[u8]) -> [u8; 48] {
+    let mut g = Gctx::new();
+    g.update_normal_pages(RESET_PAGE_GPA, page).unwrap();
+    let vmsa = backend.vmsa_builder().bsp().unwrap().to_vmsa();
+    g.update_vmsa(&vmsa);
+    g.ld()
+}
+
+#[test]
+fn snp_full_launch_runs_and_attests() {
+    let Some(kvm) = kvm_or_skip("snp_full_launch_runs_and_attests") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let SnpGuest {
+        mut guest,
+        vm,
+        mut vcpu,
+        mem,
+    } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+    let page = mem.read(RESET_PAGE_GPA, 4096).unwrap();
+    guest
+        .launch_update(
+            &vm,
+            RESET_PAGE_GPA,
+            mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
+            PageType::Normal,
+        )
+        .unwrap();
+    assert!(guest.ensure_ready().is_err(), "ready guard before finalize");
+    guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+    guest.finalize(&vm).unwrap();
+
+    let out = run_to_halt(&guest, &mut vcpu, 1000).unwrap();
+    assert_eq!(out, MSG);
+
+    let fw = guest.backend().firmware();
+    let host = fw.host_view(RESET_PAGE_GPA, &page).unwrap();
+    assert_ne!(host, page, "the host reads ciphertext from a private page");
+
+    let raw = fw.snp_guest_report([7; 64], 0).unwrap();
+    let report = AttestationReport::parse(&raw).unwrap();
+    report.verify(&platform.vcek_public()).unwrap();
+    assert_eq!(
+        report.body.measurement,
+        expected_snp_digest(guest.backend(), &page)
+    );
+    assert_eq!(report.body.host_data, [0xAB; 32]);
+    assert_eq!(report.body.report_data, [7; 64]);
+    assert_eq!(report.body.policy, 0x30000);
+    let handle = fw.handle().unwrap();
+    assert!(guest.migration_blocker().is_some());
+    assert!(guest.reset(&vm).is_err(), "SNP vCPUs are not resettable");
+    let entry = platform.rmp_entry(handle, RESET_PAGE_GPA / 4096).unwrap();
+    assert!(entry.assigned && entry.validated);
+}
+
+#[test]
+fn snp_id_block_checks_the_digest() {
+    let Some(kvm) = kvm_or_skip("snp_id_block_checks_the_digest") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let id_key = SnpSigningKey::from_scalar(&[0x11; 48]).unwrap();
+    let author = SnpSigningKey::from_scalar(&[0x22; 48]).unwrap();
+
+    // The digest predicted offline (the same builder and payload the launch uses).
+    let probe = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform)).unwrap();
+    let page = reset_vector_payload(MSG).unwrap();
+    let good_ld = expected_snp_digest(&probe, &page);
+
+    for (ld, author_key, want) in [
+        ([0x5A; 48], false, Some(SevStatus::BAD_MEASUREMENT)),
+        (good_ld, true, None),
+    ] {
+        let mut block = IdBlock::new(ld);
+        block.family_id = [3; 16];
+        let auth = IdAuth::sign(&block, &id_key, author_key.then_some(&author));
+        let cfg = SevSnpGuestConfig::builder("snp0", 1)
+            .id_block(block.to_bytes(), auth.as_bytes().to_vec())
+            .author_key_enabled(author_key)
+            .build()
+            .unwrap();
+        let SnpGuest {
+            mut guest,
+            vm,
+            vcpu,
+            mem,
+        } = snp_guest(&kvm, &platform, &cfg);
+        guest
+            .launch_update(
+                &vm,
+                RESET_PAGE_GPA,
+                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
+                PageType::Normal,
+            )
+            .unwrap();
+        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+        let res = guest.finalize(&vm);
+        match want {
+            Some(status) => {
+                let e = res.unwrap_err();
+                assert_eq!(status_of(&e), Some(status), "{e}");
+                assert!(e.to_string().contains("BAD_MEASUREMENT"), "{e}");
+                assert!(!guest.is_ready());
+            }
+            None => {
+                res.unwrap();
+                let raw = guest
+                    .backend()
+                    .firmware()
+                    .snp_guest_report([0; 64], 0)
+                    .unwrap();
+                let r = AttestationReport::parse(&raw).unwrap();
+                r.verify(&platform.vcek_public()).unwrap();
+                assert_eq!(r.body.id_key_digest, id_key.public_key_digest());
+                assert_eq!(r.body.author_key_digest, author.public_key_digest());
+                assert!(r.body.author_key_en);
+                assert_eq!(r.body.family_id, [3; 16]);
+            }
+        }
+    }
+}
+
+#[test]
+fn snp_partial_progress_and_eagain_are_looped() {
+    let Some(kvm) = kvm_or_skip("snp_partial_progress_and_eagain_are_looped") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let mut digests = Vec::new();
+    for faults in [
+        UpdateFaults::default(),
+        UpdateFaults {
+            max_pages_per_call: Some(3),
+            eagain_calls: 2,
+        },
+    ] {
+        let SnpGuest {
+            mut guest,
+            vm,
+            vcpu,
+            mem,
+        } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+        guest.backend_mut().firmware_mut().set_update_faults(faults);
+        guest
+            .launch_update(
+                &vm,
+                MEM_GPA,
+                mem.slice(MEM_GPA, MEM_SIZE).unwrap(),
+                PageType::Normal,
+            )
+            .unwrap();
+        let totals = guest.backend().snp_update_totals().unwrap().clone();
+        let stats = guest.backend().firmware().stats();
+        assert_eq!(stats.snp_pages, 16);
+        if faults.eagain_calls > 0 {
+            // 2 EAGAIN calls of one page each, then 14 pages in calls of at most 3 pages.
+            assert_eq!(totals.eagain, 2);
+            assert_eq!(totals.calls, 2 + 5);
+        } else {
+            assert_eq!(totals.calls, 1);
+        }
+        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+        guest.finalize(&vm).unwrap();
+        let raw = guest
+            .backend()
+            .firmware()
+            .snp_guest_report([0; 64], 0)
+            .unwrap();
+        digests.push(AttestationReport::parse(&raw).unwrap().body.measurement);
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "progress handling does not change the digest"
+    );
+}
+
+#[test]
+fn snp_batches_are_coalesced() {
+    let Some(kvm) = kvm_or_skip("snp_batches_are_coalesced") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let SnpGuest {
+        mut guest, vm, mem, ..
+    } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+    let regions: Vec<_> = (0..16u64)
+        .map(|i| cgs_core::LaunchRegion {
+            gpa: MEM_GPA + i * 4096,
+            data: mem.slice(MEM_GPA + i * 4096, 4096).unwrap(),
+            page_type: if i < 8 || i == 15 {
+                PageType::Normal
+            } else {
+                PageType::Zero
+            },
+        })
+        .collect();
+    guest
+        .backend_mut()
+        .launch_update_batch(&vm, &regions)
+        .unwrap();
+    let t = guest.backend().snp_update_totals().unwrap();
+    assert_eq!(
+        (t.ranges, t.calls),
+        (3, 3),
+        "normal 0-7, zero 8-14, normal 15"
+    );
+}
+
+#[test]
+fn snp_cpuid_page_is_corrected_and_retried() {
+    let Some(kvm) = kvm_or_skip("snp_cpuid_page_is_corrected_and_retried") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let mut page = cgs_sev::cpuid::CpuidPage::from_supported(&kvm).unwrap();
+    page.entries.push(cgs_sev::cpuid::CpuidFunction {
+        eax_in: 0x8000_001D,
+        ecx_in: 3,
+        edx: 0x6,
+        ..Default::default()
+    });
+    let cpuid_gpa = MEM_GPA;
+    for retry in [
+        cgs_sev::launch::snp::CpuidRetry::UseCorrected,
+        cgs_sev::launch::snp::CpuidRetry::Fail,
+    ] {
+        let backend = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform))
+            .unwrap()
+            .with_cpuid_retry(retry);
+        let mut guest = Lifecycle::new(backend);
+        let vm = guest.create_vm(&kvm).unwrap();
+        let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
+        mem.write(cpuid_gpa, &page.to_bytes().unwrap()).unwrap();
+        guest.kvm_init(&kvm, &vm).unwrap();
+        let res = guest.launch_update(
+            &vm,
+            cpuid_gpa,
+            mem.slice(cpuid_gpa, 4096).unwrap(),
+            PageType::Cpuid,
+        );
+        match retry {
+            cgs_sev::launch::snp::CpuidRetry::UseCorrected => {
+                res.unwrap();
+                let changes = &guest.backend().snp_update_totals().unwrap().cpuid_changes;
+                assert_eq!(changes.len(), 1);
+                assert_eq!((changes[0].eax_in, changes[0].ecx_in), (0x8000_001D, 3));
+                assert_eq!(changes[0].corrected.unwrap()[3], 0x2);
+            }
+            cgs_sev::launch::snp::CpuidRetry::Fail => {
+                let e = res.unwrap_err();
+                assert!(
+                    e.to_string().contains("function 0x8000001d index 0x3"),
+                    "{e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn snp_policy_failures() {
+    let Some(kvm) = kvm_or_skip("snp_policy_failures") else {
+        return;
+    };
+    // Host-side: bit 17 clear is refused before any ioctl.
+    let platform = SimPlatform::new(SimConfig::default());
+    let cfg = snp_config(0x10000);
+    assert!(matches!(
+        SevBackend::snp(&cfg, SimFirmware::new(&platform)),
+        Err(Error::InvalidInput { .. })
+    ));
+    // Firmware-side: no SMT on an SMT host, single socket on two sockets, ABI 2.0 > 1.55.
+    let two_sockets = SimPlatform::new(SimConfig {
+        sockets: 2,
+        ..SimConfig::default()
+    });
+    for (platform, policy) in [
+        (&platform, 0x20000u64),
+        (&two_sockets, 0x130000),
+        (&platform, 0x30200),
+    ] {
+        let backend = SevBackend::snp(&snp_config(policy), SimFirmware::new(platform)).unwrap();
+        let mut guest = Lifecycle::new(backend);
+        let vm = guest.create_vm(&kvm).unwrap();
+        let e = guest.kvm_init(&kvm, &vm).unwrap_err();
+        assert_eq!(
+            status_of(&e),
+            Some(SevStatus::POLICY_FAILURE),
+            "{policy:#x}: {e}"
+        );
+    }
+}
+
+#[test]
+fn snp_extended_request_certificates() {
+    let Some(kvm) = kvm_or_skip("snp_extended_request_certificates") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let mut table = cgs_sev::certs::CertTable::new();
+    table
+        .push(cgs_sev::certs::Guid::VCEK, b"vcek-der".to_vec())
+        .unwrap();
+    platform.set_certificates(table.clone());
+    for enable in [false, true] {
+        let backend = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform))
+            .unwrap()
+            .with_req_certs(enable);
+        let mut guest = Lifecycle::new(backend);
+        let vm = guest.create_vm(&kvm).unwrap();
+        let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
+        mem.write(RESET_PAGE_GPA, &reset_vector_payload(MSG).unwrap())
+            .unwrap();
+        guest.kvm_init(&kvm, &vm).unwrap();
+        let vcpu = guest.create_vcpu(&vm, 0).unwrap();
+        guest
+            .launch_update(
+                &vm,
+                RESET_PAGE_GPA,
+                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
+                PageType::Normal,
+            )
+            .unwrap();
+        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+        guest.finalize(&vm).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let fw = guest.backend().firmware();
+        fw.snp_ext_guest_report([1; 64], 0, &mut buf).unwrap();
+        let got = cgs_sev::certs::CertTable::parse(&buf).unwrap();
+        if enable {
+            assert_eq!(got, table);
+            let mut small = vec![0u8; 16];
+            assert!(fw.snp_ext_guest_report([1; 64], 0, &mut small).is_err());
+        } else {
+            assert!(
+                got.entries.is_empty(),
+                "no certificates without ENABLE_REQ_CERTS"
+            );
+        }
+    }
+}
+
+fn sev_memory() -> GuestMemoryMmap {
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(MEM_GPA), MEM_SIZE)]).unwrap();
+    mem.write_slice(
+        &reset_vector_payload(MSG).unwrap(),
+        GuestAddress(RESET_PAGE_GPA),
+    )
+    .unwrap();
+    mem
+}
+
+fn run_sev_launch(kvm: &Kvm, policy: u32) {
+    let platform = SimPlatform::new(SimConfig::default());
+    let owner = GuestOwner::new(policy, &mut OsRng);
+    let blobs = owner.start(&platform.pdh_public(), &mut OsRng);
+    let mut cfg = SevGuestConfig::new("sev0", 1);
+    cfg.policy = policy;
+    cfg.legacy_vm_type = OnOffAuto::Off;
+    let mut backend = SevBackend::sev(&cfg, SimFirmware::new(&platform))
+        .unwrap()
+        .with_start_params(StartParams {
+            handle: 0,
+            dh_cert: Some(blobs.dh_cert.clone()),
+            session: Some(blobs.session.to_bytes().to_vec()),
+        });
+    if policy & 4 != 0 {
+        backend = backend.with_vmsa_features(cgs_sev::measure::vmsa::SEV_FEATURE_DEBUG_SWAP);
+    }
+    let mut guest = Lifecycle::new(backend);
+    let vm = guest.create_vm(kvm).unwrap();
+    let mem = sev_memory();
+    map_guest_memory(&vm, &mem).unwrap();
+    guest.kvm_init(kvm, &vm).unwrap();
+    let mut vcpu = guest.create_vcpu(&vm, 0).unwrap();
+    guest
+        .launch_update_memory(
+            &vm,
+            &mem,
+            GuestAddress(RESET_PAGE_GPA),
+            4096,
+            PageType::Normal,
+        )
+        .unwrap();
+    guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+
+    // The guest owner's expected digest: the launched page (and, for ES, the VMSA).
+    let mut page = vec![0u8; 4096];
+    mem.read_slice(&mut page, GuestAddress(RESET_PAGE_GPA))
+        .unwrap();
+    let mut h = Sha256::new();
+    h.update(&page);
+    if policy & 4 != 0 {
+        for v in guest.backend().vmsas() {
+            h.update(v.as_bytes());
+        }
+    }
+    let digest: [u8; 32] = h.finalize().into();
+
+    let m = guest.backend_mut().measure(&vm).unwrap();
+    let build: FirmwareBuild = platform.config().build;
+    owner.verify_measurement(build, &digest, &m).unwrap();
+
+    // Inject a secret at a 16-byte aligned GPA in guest memory.
+    let secret_gpa = MEM_GPA + 0x8000;
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let (hdr, ct) = owner.seal_secret(&m, [9; 16], secret).unwrap();
+    let region = mem
+        .get_slice(GuestAddress(secret_gpa), secret.len())
+        .unwrap();
+    // SAFETY: the slice covers live guest memory owned by `mem` for the call.
+    let target =
+        unsafe { vm_memory::VolatileSlice::new(region.ptr_guard_mut().as_ptr(), secret.len()) };
+    // A tampered packet is refused by name.
+    let mut bad = ct.clone();
+    bad[0] ^= 1;
+    let e = guest
+        .backend_mut()
+        .inject_secret(&vm, secret_gpa, &hdr, &bad, &target)
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(SevStatus::BAD_MEASUREMENT));
+    guest
+        .backend_mut()
+        .inject_secret(&vm, secret_gpa, &hdr, &ct, &target)
+        .unwrap();
+    let mut seen = vec![0u8; secret.len()];
+    mem.read_slice(&mut seen, GuestAddress(secret_gpa)).unwrap();
+    assert_eq!(&seen, secret, "the guest sees the decrypted secret");
+    let host = guest
+        .backend()
+        .firmware()
+        .host_view(secret_gpa, &seen)
+        .unwrap();
+    assert_ne!(&host[..], &secret[..], "the host sees ciphertext");
+
+    let report = guest
+        .backend_mut()
+        .attestation_report(&vm, [5; 16])
+        .unwrap();
+    let (mnonce, ld, pol) = verify_legacy_report(&report, &platform.pek_public()).unwrap();
+    assert_eq!((mnonce, ld, pol), ([5; 16], digest, policy));
+
+    guest.finalize(&vm).unwrap();
+    assert_eq!(run_to_halt(&guest, &mut vcpu, 1000).unwrap(), MSG);
+    assert!(guest.migration_blocker().is_some());
+    if policy & 4 != 0 {
+        assert!(guest.reset(&vm).is_err());
+        assert!(guest.backend_mut().set_migration_blocker(None).is_err());
+    } else {
+        guest.reset(&vm).unwrap();
+        guest.backend_mut().set_migration_blocker(None).unwrap();
+        assert!(guest.migration_blocker().is_none(), "SEV can be unblocked");
+    }
+}
+
+#[test]
+fn sev_full_launch_with_session_secret_and_report() {
+    let Some(kvm) = kvm_or_skip("sev_full_launch_with_session_secret_and_report") else {
+        return;
+    };
+    run_sev_launch(&kvm, 0x1);
+}
+
+#[test]
+fn sev_es_full_launch_measures_the_vmsa() {
+    let Some(kvm) = kvm_or_skip("sev_es_full_launch_measures_the_vmsa") else {
+        return;
+    };
+    run_sev_launch(&kvm, 0x5);
+}
+
+#[test]
+fn two_guests_encrypt_the_same_page_differently() {
+    let Some(kvm) = kvm_or_skip("two_guests_encrypt_the_same_page_differently") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let mut views = Vec::new();
+    for _ in 0..2 {
+        let SnpGuest {
+            mut guest, vm, mem, ..
+        } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+        guest
+            .launch_update(
+                &vm,
+                RESET_PAGE_GPA,
+                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
+                PageType::Normal,
+            )
+            .unwrap();
+        let page = mem.read(RESET_PAGE_GPA, 4096).unwrap();
+        views.push(
+            guest
+                .backend()
+                .firmware()
+                .host_view(RESET_PAGE_GPA, &page)
+                .unwrap(),
+        );
+        let shared = mem.read(MEM_GPA, 4096).unwrap();
+        assert_eq!(
+            guest
+                .backend()
+                .firmware()
+                .host_view(MEM_GPA, &shared)
+                .unwrap(),
+            shared,
+            "shared pages read as they are"
+        );
+    }
+    assert_ne!(views[0], views[1]);
+}
