@@ -1,0 +1,108 @@
+//! Equality with sev-snp-measure 0.0.13 itself on Debian's full OVMF images, when both are
+//! installed (`../shared/tools/oracles.sh ovmf` and `… sev-snp-measure`, which cache them under
+//! `$CGS_ORACLE_CACHE` or `~/.cache/cgs-oracles`). Prints SKIP otherwise; never downloads.
+//! `scripts/compare-sev-snp-measure.sh` runs the large matrix through the CLI.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use cgs_sev::measure::{self, digest, LaunchInputs, OvmfImage, VcpuType, VmmType};
+
+fn cache() -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("CGS_ORACLE_CACHE") {
+        return Some(PathBuf::from(c));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cgs-oracles"))
+}
+
+fn oracles() -> Option<(PathBuf, PathBuf)> {
+    let c = cache()?;
+    let ssm = c.join("venv/bin/sev-snp-measure");
+    let ovmf = c.join("ovmf/usr/share/OVMF");
+    (ssm.exists() && ovmf.join("OVMF_CODE_4M.fd").exists()).then_some((ssm, ovmf))
+}
+
+fn oracle(ssm: &PathBuf, args: &[String]) -> String {
+    let out = Command::new(ssm).args(args).output().unwrap();
+    assert!(out.status.success(), "sev-snp-measure {args:?} failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn library_equals_sev_snp_measure_on_debian_ovmf() {
+    let Some((ssm, dir)) = oracles() else {
+        println!("SKIP: sev-snp-measure 0.0.13 or Debian OVMF not installed (run ../shared/tools/oracles.sh)");
+        return;
+    };
+    let mut n = 0;
+    for file in ["OVMF_CODE.fd", "OVMF_CODE_4M.fd"] {
+        let path = dir.join(file);
+        let data = std::fs::read(&path).unwrap();
+        let ovmf = OvmfImage::parse(&data).unwrap();
+        let p = path.to_string_lossy().into_owned();
+        let args = |extra: &str| -> Vec<String> {
+            let mut v: Vec<String> = extra.split_whitespace().map(str::to_owned).collect();
+            v.extend(["--ovmf".to_owned(), p.clone()]);
+            v
+        };
+        assert_eq!(
+            measure::hex(&digest::snp_ovmf_hash(&ovmf).unwrap()),
+            oracle(&ssm, &args("--mode snp:ovmf-hash"))
+        );
+        assert_eq!(
+            measure::hex(&digest::sev_launch_digest(&ovmf, None).unwrap()),
+            oracle(&ssm, &args("--mode sev"))
+        );
+        n += 2;
+        for vcpus in [1u32, 16] {
+            for name in ["EPYC-v4", "EPYC-Milan", "EPYC-Genoa"] {
+                let sig = VcpuType::by_name(name).unwrap().signature();
+                for features in [0x1u64, 0x21] {
+                    let mut i = LaunchInputs::qemu(vcpus, sig);
+                    i.sev_features = features;
+                    assert_eq!(
+                        measure::hex(&digest::snp_launch_digest(&ovmf, &i).unwrap()),
+                        oracle(
+                            &ssm,
+                            &args(&format!(
+                                "--mode snp --vcpus {vcpus} --vcpu-type {name} --guest-features {features:#x}"
+                            ))
+                        ),
+                        "{file} snp {vcpus} {name} {features:#x}"
+                    );
+                    n += 1;
+                }
+                let mut es = LaunchInputs::qemu(vcpus, sig);
+                es.sev_features = 0;
+                assert_eq!(
+                    measure::hex(&digest::seves_launch_digest(&ovmf, &es).unwrap()),
+                    oracle(
+                        &ssm,
+                        &args(&format!("--mode seves --vcpus {vcpus} --vcpu-type {name}"))
+                    )
+                );
+                n += 1;
+            }
+            for vmm in [VmmType::Ec2, VmmType::Gce] {
+                let i = LaunchInputs {
+                    vmm: vmm.preset(),
+                    signature: None,
+                    ..LaunchInputs::qemu(vcpus, measure::CpuSignature(0))
+                };
+                assert_eq!(
+                    measure::hex(&digest::snp_launch_digest(&ovmf, &i).unwrap()),
+                    oracle(
+                        &ssm,
+                        &args(&format!("--mode snp --vcpus {vcpus} --vmm-type {vmm}"))
+                    ),
+                    "{file} {vmm} {vcpus}"
+                );
+                n += 1;
+            }
+        }
+    }
+    println!("{n} digests equal sev-snp-measure 0.0.13's");
+}
