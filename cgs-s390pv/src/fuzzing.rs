@@ -40,3 +40,41 @@ pub fn fuzz_pv_ipl_block(data: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ComponentKind, ImageBuilder};
+    use crate::uv::sim::SimConfig;
+
+    #[test]
+    fn bodies_over_builder_output_and_mutations() {
+        let img = ImageBuilder::new(vec![SimConfig::random().host_key.public_key()], 0x8_0000)
+            .component(ComponentKind::Kernel, 0x1_0000, vec![1; 100])
+            .component(ComponentKind::Stage3b, 0x2_0000, vec![2; 100])
+            .build()
+            .unwrap();
+        let seeds = [img.header.clone(), img.ipib.encode()];
+        // The unmutated inputs are accepted.
+        assert!(SeHeader::parse(&seeds[0]).is_ok());
+        assert!(PvIplBlock::parse(&seeds[1]).is_ok());
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..3000 {
+            let mut input = seeds[i % 2].clone();
+            for _ in 0..(1 + i % 4) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pos = (x as usize >> 4) % input.len().max(1);
+                match x % 4 {
+                    0 if !input.is_empty() => input[pos] ^= 1 << ((x >> 40) % 8),
+                    1 => input.truncate(pos),
+                    2 if !input.is_empty() => input[pos] = (x >> 24) as u8,
+                    _ => input.insert(pos, (x >> 32) as u8),
+                }
+            }
+            fuzz_se_header(&input);
+            fuzz_pv_ipl_block(&input);
+        }
+    }
+}
