@@ -38,7 +38,7 @@ fn dirty_log_reports_exactly_the_written_pages() {
         return;
     };
     let (vm, mem, mut vcpu) = guest(&kvm);
-    let payload = counter_payload(60000, b"x").unwrap();
+    let payload = counter_payload(60000, b"x", false).unwrap();
     mem.write_slice(&payload, GuestAddress(u64::from(COUNTER_LOAD_ADDR)))
         .unwrap();
     set_real_mode_entry(&vcpu, COUNTER_LOAD_ADDR).unwrap();
@@ -78,7 +78,7 @@ fn vcpu_state_moves_between_vms() {
         return;
     };
     let (_vm, mem, mut vcpu) = guest(&kvm);
-    let payload = counter_payload(20, b"resumed\n").unwrap();
+    let payload = counter_payload(20, b"resumed\n", false).unwrap();
     mem.write_slice(&payload, GuestAddress(u64::from(COUNTER_LOAD_ADDR)))
         .unwrap();
     set_real_mode_entry(&vcpu, COUNTER_LOAD_ADDR).unwrap();

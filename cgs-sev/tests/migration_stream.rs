@@ -66,7 +66,7 @@ fn records() -> Vec<Record> {
         let mut state = VcpuState::default();
         state.regs.rip = 0x1000 + u64::from(index);
         state.sregs.cr0 = 0x10;
-        v.push(Record::Vcpu(VcpuRecord { index, state }));
+        v.push(Record::Vcpu(Box::new(VcpuRecord { index, state })));
     }
     v
 }
@@ -345,10 +345,10 @@ fn semantic_errors_are_typed() {
     assert!(matches!(
         bad(
             10,
-            Record::Vcpu(VcpuRecord {
+            Record::Vcpu(Box::new(VcpuRecord {
                 index: 1,
                 state: st
-            })
+            }))
         ),
         StreamError::Malformed { .. }
     ));
@@ -390,7 +390,7 @@ fn header_checks() {
     }])
     .is_err());
     assert!(MemoryLayout::new(vec![MemoryRegion {
-        gpa: u64::MAX & !0xfff,
+        gpa: !0xfffu64,
         size: 0x2000
     }])
     .is_err());

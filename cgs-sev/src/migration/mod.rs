@@ -2,7 +2,6 @@
 //!
 //! - [`stream`]: the versioned, self-describing migration stream (encoder, incremental decoder).
 //! - [`vcpu`]: vCPU register state in the stream.
-//! - [`packet`]: the transport packet header.
 //! - [`dirty`]: dirty-page tracking with KVM's dirty log.
 //! - [`optin`]: the guest's opt-in through `MSR_KVM_MIGRATION_CONTROL`, and the blocker.
 //! - [`intrahost`]: moving or mirroring an encryption context between VMs of one host.
@@ -10,12 +9,18 @@
 
 mod wire;
 
+pub mod backend;
 pub mod dirty;
+pub mod error;
+pub mod firmware;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod incoming;
 pub mod intrahost;
 pub mod optin;
-pub mod packet;
+pub mod outgoing;
 pub mod stream;
 pub mod testing;
 pub mod vcpu;
 
-pub use packet::PacketHeader;
+pub use crate::session::PacketHeader;

@@ -15,7 +15,11 @@ use kvm_ioctls::{
     MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, ReadMsrExit, VmFd, WriteMsrExit,
 };
 
-use cgs_core::{Error, MigrationBlocker, Platform, Result};
+use cgs_core::{ConfidentialBackend, Error, MigrationBlocker, Platform, Result};
+use cgs_gmem::tracker::{MemState, PageTracker};
+
+use crate::backend::SevBackend;
+use crate::firmware::SevFirmware;
 
 /// `MSR_KVM_MIGRATION_CONTROL`.
 pub const MSR_KVM_MIGRATION_CONTROL: u32 = 0x4b56_4d08;
@@ -159,6 +163,17 @@ impl MigrationControl {
         self.state = OptIn::NotReady;
     }
 
+    /// A guest reset (reboot, kexec): the opt-in is gone and the shared-page list with it (every
+    /// page of `tracker` is private again, as for a freshly launched SEV guest).
+    pub fn guest_reset(&mut self, tracker: &mut PageTracker) {
+        self.reset();
+        let pages = tracker.pages();
+        if pages > 0 {
+            // The range is the tracker's own, so it cannot be out of range.
+            let _ = tracker.set(0..pages, MemState::Private);
+        }
+    }
+
     /// Why a guest of `platform` with this opt-in state cannot be migrated, if it cannot.
     ///
     /// Legacy SEV is migratable once the guest opted in; SEV-ES and SEV-SNP never are through KVM;
@@ -175,6 +190,14 @@ impl MigrationControl {
             _ => None,
         }
     }
+}
+
+/// Set the SEV backend's migration blocker from the guest's opt-in state: call it after every
+/// `MSR_KVM_MIGRATION_CONTROL` write and after a guest reset. SEV-ES and SNP backends stay
+/// blocked.
+pub fn apply<F: SevFirmware>(ctl: &MigrationControl, backend: &mut SevBackend<F>) -> Result<()> {
+    let blocker = ctl.blocker(backend.platform());
+    backend.set_migration_blocker(blocker)
 }
 
 #[cfg(test)]

@@ -26,9 +26,9 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
-use super::packet::{PacketHeader, PACKET_HEADER_LEN};
 use super::vcpu::{VcpuState, VCPU_STATE_LEN};
 use super::wire::{Reader, Writer};
+use crate::session::{PacketHeader, PACKET_HEADER_LEN};
 
 /// The first eight bytes of every stream.
 pub const STREAM_MAGIC: [u8; 8] = *b"CGSSEVMG";
@@ -38,6 +38,8 @@ pub const STREAM_VERSION: u16 = 1;
 pub const PREAMBLE_LEN: usize = 12;
 /// Length of a record's frame header (tag, flags, reserved, seq, len).
 pub const FRAME_HEADER_LEN: usize = 12;
+/// Length of the finish record (frame header, record count, SHA-256).
+pub const FINISH_RECORD_LEN: usize = FRAME_HEADER_LEN + 4 + 32;
 /// Guest page size the stream moves (KVM moves one 4 KiB page per `SEND_UPDATE_DATA`).
 pub const PAGE_SIZE: u64 = 4096;
 /// Largest payload any record may have.
@@ -358,8 +360,8 @@ pub enum Record {
     EncryptedPage(EncryptedPage),
     /// The final list of shared ranges (the guest's page-encryption status).
     SharedRanges(Vec<GpaRange>),
-    /// One vCPU's registers.
-    Vcpu(VcpuRecord),
+    /// One vCPU's registers (boxed: the largest record).
+    Vcpu(Box<VcpuRecord>),
     /// End of stream with checksum.
     Finish(Finish),
 }
@@ -540,7 +542,13 @@ impl Record {
             TAG_ENCRYPTED_PAGE => {
                 let mut r = Reader::new(payload, "encrypted page");
                 let gpa = r.u64()?;
-                let header = PacketHeader::from_bytes(r.bytes(PACKET_HEADER_LEN)?)?;
+                let header =
+                    PacketHeader::from_bytes(r.bytes(PACKET_HEADER_LEN)?).map_err(|e| {
+                        StreamError::Malformed {
+                            record: "encrypted page",
+                            why: e.to_string(),
+                        }
+                    })?;
                 let transport = r.blob("transport buffer", PAGE_SIZE as usize)?.to_vec();
                 check_page_len("encrypted page", transport.len())?;
                 r.finish()?;
@@ -574,7 +582,7 @@ impl Record {
                 let index = r.u32()?;
                 let state = VcpuState::decode(&mut r)?;
                 r.finish()?;
-                Record::Vcpu(VcpuRecord { index, state })
+                Record::Vcpu(Box::new(VcpuRecord { index, state }))
             }
             TAG_FINISH => {
                 let mut r = Reader::new(payload, "finish");
