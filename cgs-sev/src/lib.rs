@@ -17,6 +17,8 @@ pub mod backend;
 pub mod certs;
 pub mod cpuid;
 pub mod firmware;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod launch;
 pub mod measure;
 pub mod migration;

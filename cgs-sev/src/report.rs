@@ -245,11 +245,9 @@ impl AttestationReport {
         &self.raw
     }
 
-    /// Verify the signature over the raw signed bytes with a VCEK (or VLEK) public key.
-    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ReportError> {
-        if self.body.sig_algo != SIG_ALGO_ECDSA_P384_SHA384 {
-            return Err(ReportError::UnsupportedAlgorithm(self.body.sig_algo));
-        }
+    /// The signature's R and S as a P-384 ECDSA signature (little-endian, zero-extended to 72
+    /// bytes each in the report).
+    pub fn signature(&self) -> Result<Signature, ReportError> {
         let (r, s) = (&self.raw[0x2A0..0x2E8], &self.raw[0x2E8..0x330]);
         if r[48..].iter().chain(&s[48..]).any(|&v| v != 0) {
             return Err(ReportError::MalformedSignature(
@@ -263,8 +261,16 @@ impl AttestationReport {
             }
             out
         };
-        let sig = Signature::from_scalars(be(r), be(s))
-            .map_err(|_| ReportError::MalformedSignature("R or S is not a valid scalar"))?;
+        Signature::from_scalars(be(r), be(s))
+            .map_err(|_| ReportError::MalformedSignature("R or S is not a valid scalar"))
+    }
+
+    /// Verify the signature over the raw signed bytes with a VCEK (or VLEK) public key.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), ReportError> {
+        if self.body.sig_algo != SIG_ALGO_ECDSA_P384_SHA384 {
+            return Err(ReportError::UnsupportedAlgorithm(self.body.sig_algo));
+        }
+        let sig = self.signature()?;
         key.verify(&self.raw[..SIGNED_LEN], &sig)
             .map_err(|_| ReportError::BadSignature)
     }

@@ -17,6 +17,9 @@ const TARGETS: &[(&str, Body)] = &[
     ("s390pv_ipl_block", cgs_s390pv::fuzzing::fuzz_pv_ipl_block),
     ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
     ("pef_ultracalls", cgs_pef::fuzzing::fuzz_ultracalls),
+    ("sev_cert_table", cgs_sev::fuzzing::fuzz_cert_table),
+    ("sev_attestation_report", cgs_sev::fuzzing::fuzz_attestation_report),
+    ("sev_cpuid_page", cgs_sev::fuzzing::fuzz_cpuid_page),
 ];
 
 fn fuzz_dir() -> PathBuf {
