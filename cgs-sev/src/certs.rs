@@ -6,72 +6,51 @@
 //! `KVM_SEV_SNP_ENABLE_REQ_CERTS`); the guest parses it. Both directions are here, and parsing
 //! is for untrusted input: every bound is checked and every failure is a [`CertTableError`].
 
-use std::fmt;
-
 /// Size of one table entry.
 pub const ENTRY_LEN: usize = 24;
 /// Guest page size (the guest's buffer is `npages` pages).
 pub const PAGE_SIZE: usize = 4096;
 
-/// A GUID in the little-endian ("mixed-endian", `uuid.bytes_le`) byte order the table uses.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Guid(pub [u8; 16]);
+pub use crate::measure::guid::Guid;
 
-impl Guid {
-    /// AMD root key.
-    pub const ARK: Guid = Guid::from_fields(0xc0b406a4, 0xa803, 0x4952, 0x9743_3fb6014cd0ae);
-    /// AMD SEV key.
-    pub const ASK: Guid = Guid::from_fields(0x4ab7b379, 0xbbac, 0x4fe4, 0xa02f_05aef327c782);
-    /// Versioned chip endorsement key.
-    pub const VCEK: Guid = Guid::from_fields(0x63da758d, 0xe664, 0x4564, 0xadc5_f4b93be8accd);
-    /// Versioned loaded endorsement key.
-    pub const VLEK: Guid = Guid::from_fields(0xa8074bc2, 0xa25a, 0x483e, 0xaae6_39c045a0b8a1);
-    /// Certificate revocation list.
-    pub const CRL: Guid = Guid::from_fields(0x92f81bc3, 0x5811, 0x4d3d, 0x97ff_d19f88dc67ea);
+/// AMD root key.
+pub const ARK: Guid = Guid::from_fields(
+    0xc0b406a4,
+    0xa803,
+    0x4952,
+    [0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae],
+);
+/// AMD SEV key.
+pub const ASK: Guid = Guid::from_fields(
+    0x4ab7b379,
+    0xbbac,
+    0x4fe4,
+    [0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82],
+);
+/// Versioned chip endorsement key.
+pub const VCEK: Guid = Guid::from_fields(
+    0x63da758d,
+    0xe664,
+    0x4564,
+    [0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd],
+);
+/// Versioned loaded endorsement key.
+pub const VLEK: Guid = Guid::from_fields(
+    0xa8074bc2,
+    0xa25a,
+    0x483e,
+    [0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1],
+);
+/// Certificate revocation list.
+pub const CRL: Guid = Guid::from_fields(
+    0x92f81bc3,
+    0x5811,
+    0x4d3d,
+    [0x97, 0xff, 0xd1, 0x9f, 0x88, 0xdc, 0x67, 0xea],
+);
 
-    /// From the textual fields `d1-d2-d3-d4` (d4 is the last 8 bytes, big-endian).
-    pub const fn from_fields(d1: u32, d2: u16, d3: u16, d4: u64) -> Self {
-        let a = d1.to_le_bytes();
-        let b = d2.to_le_bytes();
-        let c = d3.to_le_bytes();
-        let d = d4.to_be_bytes();
-        Guid([
-            a[0], a[1], a[2], a[3], b[0], b[1], c[0], c[1], d[0], d[1], d[2], d[3], d[4], d[5],
-            d[6], d[7],
-        ])
-    }
-
-    /// Whether this is the all-zero GUID (the terminator's).
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
-}
-
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = &self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-",
-            u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
-            u16::from_le_bytes([g[4], g[5]]),
-            u16::from_le_bytes([g[6], g[7]])
-        )?;
-        for b in &g[8..10] {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("-")?;
-        for b in &g[10..] {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Guid({self})")
-    }
+fn is_zero(g: &Guid) -> bool {
+    g.0 == [0; 16]
 }
 
 /// Why a table could not be parsed or built.
@@ -125,7 +104,7 @@ impl From<CertTableError> for cgs_core::Error {
 /// One certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertEntry {
-    /// What it is ([`Guid::VCEK`], …).
+    /// What it is ([`VCEK`], …).
     pub guid: Guid,
     /// The certificate bytes (DER for AMD's keys).
     pub data: Vec<u8>,
@@ -146,7 +125,7 @@ impl CertTable {
 
     /// Add a certificate; a GUID may appear once, the zero GUID never.
     pub fn push(&mut self, guid: Guid, data: Vec<u8>) -> Result<(), CertTableError> {
-        if guid.is_zero() {
+        if is_zero(&guid) {
             return Err(CertTableError::ZeroGuid(self.entries.len()));
         }
         if self.entries.iter().any(|e| e.guid == guid) {
@@ -217,7 +196,7 @@ impl CertTable {
             let guid = Guid(g);
             let offset = u32::from_le_bytes([e[16], e[17], e[18], e[19]]);
             let length = u32::from_le_bytes([e[20], e[21], e[22], e[23]]);
-            if guid.is_zero() {
+            if is_zero(&guid) {
                 if offset != 0 || length != 0 {
                     return Err(CertTableError::ZeroGuid(index));
                 }
@@ -260,12 +239,12 @@ mod tests {
     #[test]
     fn guid_text_and_bytes() {
         assert_eq!(
-            Guid::VCEK.to_string(),
+            VCEK.to_string(),
             "63da758d-e664-4564-adc5-f4b93be8accd"
         );
-        assert_eq!(&Guid::ARK.0[..4], &[0xa4, 0x06, 0xb4, 0xc0]);
+        assert_eq!(&ARK.0[..4], &[0xa4, 0x06, 0xb4, 0xc0]);
         assert_eq!(
-            Guid::CRL.to_string(),
+            CRL.to_string(),
             "92f81bc3-5811-4d3d-97ff-d19f88dc67ea"
         );
     }
@@ -273,12 +252,12 @@ mod tests {
     #[test]
     fn round_trip_and_errors() {
         let mut t = CertTable::new();
-        t.push(Guid::VCEK, vec![1; 100]).unwrap();
-        t.push(Guid::ASK, vec![2; 50]).unwrap();
-        t.push(Guid::ARK, vec![]).unwrap();
+        t.push(VCEK, vec![1; 100]).unwrap();
+        t.push(ASK, vec![2; 50]).unwrap();
+        t.push(ARK, vec![]).unwrap();
         assert_eq!(
-            t.push(Guid::ASK, vec![]),
-            Err(CertTableError::Duplicate(Guid::ASK))
+            t.push(ASK, vec![]),
+            Err(CertTableError::Duplicate(ASK))
         );
         let b = t.to_bytes().unwrap();
         assert_eq!(b.len(), 4 * ENTRY_LEN + 150);

@@ -87,7 +87,7 @@ mod tests {
             }
         }
         let mut t = CertTable::new();
-        t.push(crate::certs::Guid::VCEK, vec![1, 2, 3]).unwrap();
+        t.push(crate::certs::VCEK, vec![1, 2, 3]).unwrap();
         fuzz_cert_table(&t.to_bytes().unwrap());
     }
 }

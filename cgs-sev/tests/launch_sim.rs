@@ -362,7 +362,7 @@ fn snp_extended_request_certificates() {
     let platform = SimPlatform::new(SimConfig::default());
     let mut table = cgs_sev::certs::CertTable::new();
     table
-        .push(cgs_sev::certs::Guid::VCEK, b"vcek-der".to_vec())
+        .push(cgs_sev::certs::VCEK, b"vcek-der".to_vec())
         .unwrap();
     platform.set_certificates(table.clone());
     for enable in [false, true] {
