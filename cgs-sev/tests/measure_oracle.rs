@@ -48,8 +48,12 @@ fn library_equals_sev_snp_measure_on_debian_ovmf() {
             v.extend(["--ovmf".to_owned(), p.clone()]);
             v
         };
+        // The OVMF pages are hashed once (debug builds hash slowly); the other SNP digests start
+        // from that seed, an equivalence tests/measure_golden.rs checks, while the oracle always
+        // hashes the whole image.
+        let seed = digest::snp_ovmf_hash(&ovmf).unwrap();
         assert_eq!(
-            measure::hex(&digest::snp_ovmf_hash(&ovmf).unwrap()),
+            measure::hex(&seed),
             oracle(&ssm, &args("--mode snp:ovmf-hash"))
         );
         assert_eq!(
@@ -58,11 +62,12 @@ fn library_equals_sev_snp_measure_on_debian_ovmf() {
         );
         n += 2;
         for vcpus in [1u32, 16] {
-            for name in ["EPYC-v4", "EPYC-Milan", "EPYC-Genoa"] {
+            for name in ["EPYC-v4", "EPYC-Genoa"] {
                 let sig = VcpuType::by_name(name).unwrap().signature();
                 for features in [0x1u64, 0x21] {
                     let mut i = LaunchInputs::qemu(vcpus, sig);
                     i.sev_features = features;
+                    i.ovmf_hash = Some(seed);
                     assert_eq!(
                         measure::hex(&digest::snp_launch_digest(&ovmf, &i).unwrap()),
                         oracle(
@@ -90,6 +95,7 @@ fn library_equals_sev_snp_measure_on_debian_ovmf() {
                 let i = LaunchInputs {
                     vmm: vmm.preset(),
                     signature: None,
+                    ovmf_hash: Some(seed),
                     ..LaunchInputs::qemu(vcpus, measure::CpuSignature(0))
                 };
                 assert_eq!(

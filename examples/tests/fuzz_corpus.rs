@@ -20,6 +20,10 @@ const TARGETS: &[(&str, Body)] = &[
     ("sev_cert_table", cgs_sev::fuzzing::fuzz_cert_table),
     ("sev_attestation_report", cgs_sev::fuzzing::fuzz_attestation_report),
     ("sev_cpuid_page", cgs_sev::fuzzing::fuzz_cpuid_page),
+    ("measure_ovmf", cgs_sev::measure::fuzzing::fuzz_ovmf),
+    ("measure_kernel_hashes", cgs_sev::measure::fuzzing::fuzz_kernel_hashes),
+    ("measure_vmsa", cgs_sev::measure::fuzzing::fuzz_vmsa),
+    ("measure_idblock", cgs_sev::measure::fuzzing::fuzz_idblock),
 ];
 
 fn fuzz_dir() -> PathBuf {

@@ -17,6 +17,8 @@
 pub mod cpu;
 pub mod digest;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gctx;
 pub mod guid;
 pub mod hashes;
