@@ -199,7 +199,7 @@ mod tests {
             api_minor: 24,
             build: 1,
         };
-        assert!(SevPolicy(0x0011_0001).allows_firmware(fw) == false);
+        assert!(!SevPolicy(0x0011_0001).allows_firmware(fw));
         assert!(SevPolicy(0x1800_0001).allows_firmware(fw));
     }
 }

@@ -259,6 +259,6 @@ mod tests {
     fn ioctl_number() {
         use vmm_sys_util::ioctl_iowr_nr;
         ioctl_iowr_nr!(SEV_ISSUE, 0x53, 0, sev_issue_cmd);
-        assert_eq!(u64::from(SEV_ISSUE()), SEV_ISSUE_CMD);
+        assert_eq!(SEV_ISSUE() as u64, SEV_ISSUE_CMD);
     }
 }

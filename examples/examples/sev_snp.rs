@@ -110,7 +110,10 @@ fn snp_payload(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<()> {
     print_report(&report);
     println!("  offline digest   {}", hex(&g.ld()));
     if g.ld() != report.body.measurement {
-        return Err(invalid("measurement", "launch digest differs from the offline one"));
+        return Err(invalid(
+            "measurement",
+            "launch digest differs from the offline one",
+        ));
     }
     println!("  launch digest == offline measurement");
     if let Some(b) = guest.migration_blocker() {
@@ -120,7 +123,10 @@ fn snp_payload(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<()> {
 }
 
 fn snp_ovmf(kvm: &Kvm, platform: &Arc<SimPlatform>, image: &[u8], vcpus: u32) -> Result<()> {
-    println!("== SEV-SNP: OVMF launch ({} KiB, {vcpus} vCPUs) ==", image.len() / 1024);
+    println!(
+        "== SEV-SNP: OVMF launch ({} KiB, {vcpus} vCPUs) ==",
+        image.len() / 1024
+    );
     let ovmf = OvmfImage::parse(image).map_err(|e| invalid("OVMF", e))?;
     let inputs = LaunchInputs::qemu(vcpus, SIGNATURE);
     let builder = inputs
@@ -207,13 +213,23 @@ fn snp_ovmf(kvm: &Kvm, platform: &Arc<SimPlatform>, image: &[u8], vcpus: u32) ->
     println!("  launch digest    {}", hex(&report.body.measurement));
     println!("  offline digest   {}", hex(&offline));
     if offline != report.body.measurement {
-        return Err(invalid("measurement", "OVMF launch digest differs from the offline one"));
+        return Err(invalid(
+            "measurement",
+            "OVMF launch digest differs from the offline one",
+        ));
     }
-    println!("  launch digest == offline measurement (cgs_sev::measure, sev-snp-measure's algorithm)");
+    println!(
+        "  launch digest == offline measurement (cgs_sev::measure, sev-snp-measure's algorithm)"
+    );
     Ok(())
 }
 
-fn sev_launch(kvm: &Kvm, platform: &Arc<SimPlatform>, policy: u32, ovmf: Option<&[u8]>) -> Result<()> {
+fn sev_launch(
+    kvm: &Kvm,
+    platform: &Arc<SimPlatform>,
+    policy: u32,
+    ovmf: Option<&[u8]>,
+) -> Result<()> {
     let es = policy & 4 != 0;
     println!(
         "== {}: {} launch, policy {policy:#x} ==",
@@ -225,11 +241,12 @@ fn sev_launch(kvm: &Kvm, platform: &Arc<SimPlatform>, policy: u32, ovmf: Option<
     let mut cfg = SevGuestConfig::new("sev0", 1);
     cfg.policy = policy;
     cfg.legacy_vm_type = OnOffAuto::Off;
-    let backend = SevBackend::sev(&cfg, SimFirmware::new(platform))?.with_start_params(StartParams {
-        handle: 0,
-        dh_cert: Some(blobs.dh_cert),
-        session: Some(blobs.session.to_bytes().to_vec()),
-    });
+    let backend =
+        SevBackend::sev(&cfg, SimFirmware::new(platform))?.with_start_params(StartParams {
+            handle: 0,
+            dh_cert: Some(blobs.dh_cert),
+            session: Some(blobs.session.to_bytes().to_vec()),
+        });
     let mut guest = Lifecycle::new(backend);
     let vm = guest.create_vm(kvm)?;
     let (gpa, data) = match ovmf {
@@ -237,8 +254,9 @@ fn sev_launch(kvm: &Kvm, platform: &Arc<SimPlatform>, policy: u32, ovmf: Option<
         None => (RESET_PAGE_GPA, reset_vector_payload(MSG)?),
     };
     let base = gpa.min(MEM_GPA);
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(base), (0x1_0000_0000 - base) as usize)])
-        .map_err(|e| invalid("guest memory", e))?;
+    let mem =
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(base), (0x1_0000_0000 - base) as usize)])
+            .map_err(|e| invalid("guest memory", e))?;
     mem.write_slice(&data, GuestAddress(gpa))
         .map_err(|e| invalid("guest memory", e))?;
     map_guest_memory(&vm, &mem)?;
@@ -265,7 +283,10 @@ fn sev_launch(kvm: &Kvm, platform: &Arc<SimPlatform>, policy: u32, ovmf: Option<
     let m = guest.backend_mut().measure(&vm)?;
     let build = platform.config().build;
     owner.verify_measurement(build, &digest, &m)?;
-    println!("  LAUNCH_MEASURE   {} (verified by the guest owner)", hex(&m.measure));
+    println!(
+        "  LAUNCH_MEASURE   {} (verified by the guest owner)",
+        hex(&m.measure)
+    );
     println!("  launch digest    {}", hex(&digest));
 
     let secret_gpa = MEM_GPA + 0x8000;
@@ -277,15 +298,22 @@ fn sev_launch(kvm: &Kvm, platform: &Arc<SimPlatform>, policy: u32, ovmf: Option<
         .get_slice(GuestAddress(secret_gpa), secret.len())
         .map_err(|e| invalid("guest memory", e))?;
     // SAFETY: `slice` maps live guest memory owned by `mem` for the duration of the call.
-    let target = unsafe { vm_memory::VolatileSlice::new(slice.ptr_guard_mut().as_ptr(), secret.len()) };
+    let target =
+        unsafe { vm_memory::VolatileSlice::new(slice.ptr_guard_mut().as_ptr(), secret.len()) };
     guest
         .backend_mut()
         .inject_secret(&vm, secret_gpa, &hdr, &ct, &target)?;
-    println!("  LAUNCH_SECRET    {} bytes injected at {secret_gpa:#x}", secret.len());
+    println!(
+        "  LAUNCH_SECRET    {} bytes injected at {secret_gpa:#x}",
+        secret.len()
+    );
 
     let report = guest.backend_mut().attestation_report(&vm, [7; 16])?;
     let (_, ld, pol) = verify_legacy_report(&report, &platform.pek_public())?;
-    println!("  attestation      PEK signature verified, digest {}, policy {pol:#x}", hex(&ld[..8]));
+    println!(
+        "  attestation      PEK signature verified, digest {}, policy {pol:#x}",
+        hex(&ld[..8])
+    );
     guest.finalize(&vm)?;
     if ovmf.is_none() {
         let out = run_to_halt(&guest, &mut vcpu, 10_000)?;
@@ -331,7 +359,12 @@ fn run(args: &[String]) -> Result<()> {
                  on SEV hardware the guest requests its report itself",
             ));
         }
-        other => return Err(invalid("--firmware", format!("'{other}': expected sim or kvm"))),
+        other => {
+            return Err(invalid(
+                "--firmware",
+                format!("'{other}': expected sim or kvm"),
+            ))
+        }
     }
     let platform = SimPlatform::new(SimConfig::default());
     snp_payload(&kvm, &platform)?;
