@@ -429,7 +429,6 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
     }
 
     fn kvm_init(&mut self, kvm: &Kvm, vm: &VmFd) -> Result<()> {
-        let flavour = self.flavour();
         if self.vmsa_features != 0 {
             let supported = self.firmware().vmsa_features(kvm)?;
             let missing = self.vmsa_features & !supported;
@@ -444,6 +443,7 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
         let legacy = self.legacy;
         let start = self.start.clone();
         let req_certs = self.req_certs;
+        let policy_bits = self.firmware().snp_policy_bits(kvm);
         match &mut self.launch {
             Launch::Sev(l) => {
                 l.init(vm, legacy, features)?;
@@ -461,13 +461,12 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
                     vm.enable_cap(&cap)
                         .map_err(|e| Error::kvm("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", e))?;
                 }
-                l.start(vm, None)?;
+                l.start(vm, policy_bits)?;
                 if req_certs {
                     l.enable_req_certs(kvm, vm)?;
                 }
             }
         }
-        let _ = flavour;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! VMM writes it into the guest's buffer for `KVM_EXIT_SNP_REQ_CERTS` (kernels with
 //! `KVM_SEV_SNP_ENABLE_REQ_CERTS`); the guest parses it. Both directions are here, and parsing
 //! is for untrusted input: every bound is checked and every failure is a [`CertTableError`].
+//! [`ReqCertsExit`] reads the exit from `kvm_run` and stores the answer (`ret`, `npages`).
 
 /// Size of one table entry.
 pub const ENTRY_LEN: usize = 24;
@@ -232,21 +233,113 @@ impl CertTable {
     }
 }
 
+/// A `KVM_EXIT_SNP_REQ_CERTS` exit (7.x kernels, after `KVM_SEV_SNP_ENABLE_REQ_CERTS`): the
+/// guest's certificate buffer (`kvm_run.snp_req_certs`, kernel-abi.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReqCertsExit {
+    /// Guest-physical address of the buffer (4 KiB aligned, checked by KVM).
+    pub gpa: u64,
+    /// Its size in pages.
+    pub npages: u64,
+}
+
+/// The VMM's answer to a [`ReqCertsExit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReqCertsAnswer {
+    /// The table was written: KVM issues the guest request (`ret` = 0).
+    Written,
+    /// The buffer is too small; the guest is told how many pages it needs (`ret` = `ENOSPC`).
+    TooSmall {
+        /// Pages needed.
+        pages: u64,
+    },
+    /// Ask the guest to retry later (`ret` = `EAGAIN`), e.g. while certificates are updated.
+    Busy,
+    /// A generic failure (`ret` = `EIO`).
+    Failed,
+}
+
+impl ReqCertsAnswer {
+    /// The `ret` value for `kvm_run.snp_req_certs`.
+    pub fn ret(self) -> u64 {
+        match self {
+            ReqCertsAnswer::Written => 0,
+            ReqCertsAnswer::TooSmall { .. } => libc::ENOSPC as u64,
+            ReqCertsAnswer::Busy => libc::EAGAIN as u64,
+            ReqCertsAnswer::Failed => libc::EIO as u64,
+        }
+    }
+}
+
+// Offsets inside the 256-byte exit union of `struct kvm_run` (which starts at byte 32).
+const REQ_CERTS_GPA: usize = 0;
+const REQ_CERTS_NPAGES: usize = 8;
+const REQ_CERTS_RET: usize = 16;
+
+fn union_bytes(run: &kvm_bindings::kvm_run) -> [u8; 256] {
+    // SAFETY: the union is 256 plain bytes in every variant; any bit pattern is a valid
+    // `[c_char; 256]`.
+    let raw = unsafe { run.__bindgen_anon_1.padding };
+    raw.map(|c| c as u8)
+}
+
+impl ReqCertsExit {
+    /// The exit in `run`, if its reason is `KVM_EXIT_SNP_REQ_CERTS`.
+    pub fn from_kvm_run(run: &kvm_bindings::kvm_run) -> Option<Self> {
+        if run.exit_reason != crate::uapi::KVM_EXIT_SNP_REQ_CERTS {
+            return None;
+        }
+        let u = union_bytes(run);
+        let at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&u[o..o + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(ReqCertsExit {
+            gpa: at(REQ_CERTS_GPA),
+            npages: at(REQ_CERTS_NPAGES),
+        })
+    }
+
+    /// The buffer length in bytes (`None` if `npages` overflows).
+    pub fn buffer_len(&self) -> Option<usize> {
+        usize::try_from(self.npages).ok()?.checked_mul(PAGE_SIZE)
+    }
+
+    /// Write `table` into the guest's buffer (the VMM's mapping of `[gpa, gpa + npages·4K)`).
+    pub fn answer(&self, table: &CertTable, guest_buf: &mut [u8]) -> ReqCertsAnswer {
+        if self.buffer_len() != Some(guest_buf.len()) {
+            return ReqCertsAnswer::Failed;
+        }
+        match table.write_to(guest_buf) {
+            Ok(_) => ReqCertsAnswer::Written,
+            Err(CertTableError::TooSmall { pages, .. }) => ReqCertsAnswer::TooSmall {
+                pages: pages as u64,
+            },
+            Err(_) => ReqCertsAnswer::Failed,
+        }
+    }
+
+    /// Store `answer` in `run` before the next `KVM_RUN` (`ret`, and `npages` when too small).
+    pub fn complete(run: &mut kvm_bindings::kvm_run, answer: ReqCertsAnswer) {
+        let mut u = union_bytes(run);
+        if let ReqCertsAnswer::TooSmall { pages } = answer {
+            u[REQ_CERTS_NPAGES..REQ_CERTS_NPAGES + 8].copy_from_slice(&pages.to_le_bytes());
+        }
+        u[REQ_CERTS_RET..REQ_CERTS_RET + 8].copy_from_slice(&answer.ret().to_le_bytes());
+        run.__bindgen_anon_1.padding = u.map(|b| b as std::os::raw::c_char);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn guid_text_and_bytes() {
-        assert_eq!(
-            VCEK.to_string(),
-            "63da758d-e664-4564-adc5-f4b93be8accd"
-        );
+        assert_eq!(VCEK.to_string(), "63da758d-e664-4564-adc5-f4b93be8accd");
         assert_eq!(&ARK.0[..4], &[0xa4, 0x06, 0xb4, 0xc0]);
-        assert_eq!(
-            CRL.to_string(),
-            "92f81bc3-5811-4d3d-97ff-d19f88dc67ea"
-        );
+        assert_eq!(CRL.to_string(), "92f81bc3-5811-4d3d-97ff-d19f88dc67ea");
     }
 
     #[test]
@@ -255,10 +348,7 @@ mod tests {
         t.push(VCEK, vec![1; 100]).unwrap();
         t.push(ASK, vec![2; 50]).unwrap();
         t.push(ARK, vec![]).unwrap();
-        assert_eq!(
-            t.push(ASK, vec![]),
-            Err(CertTableError::Duplicate(ASK))
-        );
+        assert_eq!(t.push(ASK, vec![]), Err(CertTableError::Duplicate(ASK)));
         let b = t.to_bytes().unwrap();
         assert_eq!(b.len(), 4 * ENTRY_LEN + 150);
         assert_eq!(CertTable::parse(&b).unwrap(), t);
@@ -297,5 +387,41 @@ mod tests {
             Err(CertTableError::ZeroGuid(3))
         );
         assert_eq!(CertTable::parse(&[0; ENTRY_LEN]).unwrap(), CertTable::new());
+    }
+
+    #[test]
+    fn req_certs_exit_round_trip() {
+        let mut run = kvm_bindings::kvm_run {
+            exit_reason: crate::uapi::KVM_EXIT_SNP_REQ_CERTS,
+            ..Default::default()
+        };
+        let mut u = [0 as std::os::raw::c_char; 256];
+        u[..8].copy_from_slice(&0x1000u64.to_le_bytes().map(|b| b as std::os::raw::c_char));
+        u[8..16].copy_from_slice(&1u64.to_le_bytes().map(|b| b as std::os::raw::c_char));
+        run.__bindgen_anon_1.padding = u;
+        let exit = ReqCertsExit::from_kvm_run(&run).unwrap();
+        assert_eq!(
+            exit,
+            ReqCertsExit {
+                gpa: 0x1000,
+                npages: 1
+            }
+        );
+        let mut t = CertTable::new();
+        t.push(VCEK, vec![7; 5000]).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let a = exit.answer(&t, &mut buf);
+        assert_eq!(a, ReqCertsAnswer::TooSmall { pages: 2 });
+        ReqCertsExit::complete(&mut run, a);
+        let u = union_bytes(&run);
+        assert_eq!(u64::from_le_bytes(u[8..16].try_into().unwrap()), 2);
+        assert_eq!(u64::from_le_bytes(u[16..24].try_into().unwrap()), 28);
+        assert_eq!(
+            exit.answer(&CertTable::new(), &mut buf),
+            ReqCertsAnswer::Written
+        );
+        assert_eq!(exit.answer(&t, &mut [0u8; 10]), ReqCertsAnswer::Failed);
+        run.exit_reason = 2;
+        assert!(ReqCertsExit::from_kvm_run(&run).is_none());
     }
 }

@@ -138,6 +138,10 @@ impl SevFirmware for KvmFirmware {
         })
     }
 
+    fn snp_policy_bits(&self, kvm: &Kvm) -> Option<u64> {
+        get_device_attr_u64(kvm, KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS).ok()
+    }
+
     fn build(&self) -> Result<FirmwareBuild> {
         let dev = self
             .sev

@@ -228,6 +228,12 @@ pub trait SevFirmware: Send {
     /// The VMSA `SEV_FEATURES` KVM accepts in INIT2 (`KVM_X86_SEV_VMSA_FEATURES`).
     fn vmsa_features(&self, kvm: &Kvm) -> Result<u64>;
 
+    /// The SNP policy bits the kernel accepts (`KVM_X86_SNP_POLICY_BITS`, 7.x kernels), if it
+    /// says.
+    fn snp_policy_bits(&self, _kvm: &Kvm) -> Option<u64> {
+        None
+    }
+
     /// Firmware API version and build (PLATFORM_STATUS).
     fn build(&self) -> Result<FirmwareBuild>;
 
