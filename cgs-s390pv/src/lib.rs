@@ -24,11 +24,14 @@
 #![deny(missing_docs)]
 
 pub mod crypto;
+pub mod diag308;
+pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
 pub mod ipl;
 pub mod lifecycle;
+pub mod machine;
 pub mod se_header;
 pub mod uapi;
 pub mod uv;

@@ -32,9 +32,12 @@ use cgs_core::{
     PageType, Platform, Result,
 };
 
+pub use crate::diag308::{Diag308Response, ProtectError};
+pub use crate::events::PvEvent;
 use crate::ipl::{
     IplError, PvIplBlock, DIAG_308_RC_INVALID, DIAG_308_RC_INVAL_FOR_PV, DIAG_308_RC_NO_PV_CONF,
 };
+pub use crate::machine::{MachineSpec, ResetKind};
 use crate::se_header::SeHeader;
 use crate::uapi;
 use crate::uv::rc::{cmd_name, rc_name, rrc_meaning, UV_RC_SSC_INVAL_HOSTKEY};
@@ -53,161 +56,6 @@ const TWO_GIB: u64 = 2 << 30;
 const MIB: u64 = 1 << 20;
 /// Bound on EINTR retries of one command (QEMU retries without bound).
 const MAX_EINTR_RETRIES: u32 = 10_000;
-
-/// The machine the backend protects (QEMU takes these from the machine state).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MachineSpec {
-    /// `-smp maxcpus`.
-    pub max_cpus: u32,
-    /// Guest RAM size in bytes (`maxram`): decides async cleanup (> 2 GiB) and the dump range.
-    pub ram_size: u64,
-    /// The CPU model has the extended-length SCCB facility (moves SCLP CPU entries to 144).
-    pub extended_length_sccb: bool,
-    /// QEMU `--only-migratable`.
-    pub only_migratable: bool,
-}
-
-impl MachineSpec {
-    /// A machine with `max_cpus` CPUs, `ram_size` bytes of RAM, extended-length SCCB on.
-    pub fn new(max_cpus: u32, ram_size: u64) -> Self {
-        MachineSpec {
-            max_cpus,
-            ram_size,
-            extended_length_sccb: true,
-            only_migratable: false,
-        }
-    }
-
-    /// The most CPUs a protected guest can have: the SCLP Read-Info page holds the CPU entries
-    /// (16 bytes each) from offset 144 (extended-length SCCB) or 128 to the end of the page.
-    pub fn pv_max_cpus(&self) -> u32 {
-        let offset = if self.extended_length_sccb { 144 } else { 128 };
-        (4096 - offset) / 16
-    }
-}
-
-/// The reset the guest or the VMM asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResetKind {
-    /// Re-IPL, external reset, load clear: leave protected mode.
-    ReIpl,
-    /// diag 308 subcode 0 (reset modified clear) while protected.
-    ModifiedClear,
-    /// diag 308 subcode 1 (reset load normal) while protected.
-    LoadNormal,
-}
-
-/// The diag 308 subcode 10 failure response in `r1+1`: `{pv_cmd, rrc, rc, diag_rc}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Diag308Response {
-    /// The KVM PV command that failed (2 SET_SEC_PARMS, 3 UNPACK, 4 VERIFY, …).
-    pub pv_cmd: u16,
-    /// UV return reason code.
-    pub rrc: u16,
-    /// UV return code.
-    pub rc: u16,
-    /// diag 308 response code (`0x0a02`, `0x0902`, `0x0402`).
-    pub diag_rc: u16,
-}
-
-impl Diag308Response {
-    fn simple(diag_rc: u16) -> Self {
-        Diag308Response {
-            pv_cmd: 0,
-            rrc: 0,
-            rc: 0,
-            diag_rc,
-        }
-    }
-
-    /// The 64-bit register value (pv_cmd in bits 0-15, MSB first).
-    pub fn to_u64(self) -> u64 {
-        (u64::from(self.pv_cmd) << 48)
-            | (u64::from(self.rrc) << 32)
-            | (u64::from(self.rc) << 16)
-            | u64::from(self.diag_rc)
-    }
-}
-
-/// A failed PV start: the error and what the guest sees in `r1+1`.
-#[derive(Debug, thiserror::Error)]
-#[error("{error} (diag 308 response {:#018x})", response.to_u64())]
-pub struct ProtectError {
-    /// What went wrong.
-    #[source]
-    pub error: Error,
-    /// The diag 308 response for the guest.
-    pub response: Diag308Response,
-}
-
-impl From<ProtectError> for Error {
-    fn from(e: ProtectError) -> Error {
-        e.error
-    }
-}
-
-/// A step the backend took (for logs, traces and tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PvEvent {
-    /// RAM discard disabled (balloon, free page reporting).
-    DiscardDisabled,
-    /// RAM discard enabled again.
-    DiscardEnabled,
-    /// Migration blocker added.
-    BlockerAdded,
-    /// Migration blocker removed.
-    BlockerRemoved,
-    /// A PV command completed (successfully or not).
-    Command {
-        /// Command name.
-        name: &'static str,
-        /// KVM command number (`KVM_PV_*`).
-        cmd: u32,
-        /// errno on failure.
-        errno: Option<i32>,
-        /// UV rc.
-        rc: u16,
-        /// UV rrc.
-        rrc: u16,
-    },
-    /// A PV command was interrupted and is issued again.
-    Interrupted(&'static str),
-    /// `KVM_PV_ASYNC_CLEANUP_PERFORM` started on its own thread.
-    AsyncCleanupStarted,
-}
-
-impl fmt::Display for PvEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PvEvent::DiscardDisabled => f.write_str("RAM discard disabled"),
-            PvEvent::DiscardEnabled => f.write_str("RAM discard enabled"),
-            PvEvent::BlockerAdded => write!(f, "migration blocker added: {MIGRATION_BLOCKER}"),
-            PvEvent::BlockerRemoved => f.write_str("migration blocker removed"),
-            PvEvent::Command {
-                name,
-                errno: None,
-                rc,
-                rrc,
-                ..
-            } => write!(f, "{name}: ok (rc {rc:#x} rrc {rrc:#x})"),
-            PvEvent::Command {
-                name,
-                cmd,
-                errno: Some(e),
-                rc,
-                rrc,
-            } => write!(
-                f,
-                "{name}: failed, errno {e} (rc {rc:#x} {} rrc {rrc:#x})",
-                rc_name(*cmd, *rc)
-            ),
-            PvEvent::Interrupted(name) => write!(f, "{name}: EINTR, retrying"),
-            PvEvent::AsyncCleanupStarted => {
-                f.write_str("KVM_PV_ASYNC_CLEANUP_PERFORM started on a separate thread")
-            }
-        }
-    }
-}
 
 /// What a PV dump produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -798,29 +646,5 @@ impl<U: Ultravisor> ConfidentialBackend for S390PvGuest<U> {
         let mut req = DeviceRequirements::protected();
         req.disable_ram_discard = self.discard_disabled;
         req
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pv_max_cpus_follows_qemu() {
-        let mut m = MachineSpec::new(4, 1 << 30);
-        assert_eq!(m.pv_max_cpus(), 247);
-        m.extended_length_sccb = false;
-        assert_eq!(m.pv_max_cpus(), 248);
-    }
-
-    #[test]
-    fn diag308_response_packing() {
-        let r = Diag308Response {
-            pv_cmd: 4,
-            rrc: 0x1b,
-            rc: 0x102,
-            diag_rc: DIAG_308_RC_INVAL_FOR_PV,
-        };
-        assert_eq!(r.to_u64(), 0x0004_001b_0102_0a02);
     }
 }
