@@ -572,3 +572,74 @@ fn two_guests_encrypt_the_same_page_differently() {
     }
     assert_ne!(views[0], views[1]);
 }
+
+#[test]
+fn snp_ovmf_fixture_launch_matches_offline_digest() {
+    use cgs_sev::launch::snp::ovmf_launch_plan;
+    use cgs_sev::measure::digest::{snp_launch_digest, LaunchInputs};
+    use cgs_sev::measure::ovmf::OvmfImage;
+    let Some(kvm) = kvm_or_skip("snp_ovmf_fixture_launch_matches_offline_digest") else {
+        return;
+    };
+    let image = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/measure/ovmf_debian_code_suffix.bin"
+    ))
+    .unwrap();
+    let ovmf = OvmfImage::parse(&image).unwrap();
+    let inputs = LaunchInputs::qemu(2, cgs_sev::measure::CpuSignature(0x0080_0F12));
+    let platform = SimPlatform::new(SimConfig::default());
+    let backend = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform))
+        .unwrap()
+        .with_vmsa_builder(inputs.vmsa_builder(&ovmf).unwrap());
+    let mut guest = Lifecycle::new(backend);
+    let vm = guest.create_vm(&kvm).unwrap();
+    let plan = ovmf_launch_plan(&ovmf).unwrap();
+    let flash = GmemRegion::new(&vm, 0, ovmf.gpa(), image.len()).unwrap();
+    flash.write(ovmf.gpa(), &image).unwrap();
+    let lo = plan[1..].iter().map(|r| r.gpa).min().unwrap();
+    let hi = plan[1..].iter().map(|r| r.gpa + r.len).max().unwrap();
+    let low = GmemRegion::new(&vm, 1, lo, (hi - lo) as usize).unwrap();
+    guest.kvm_init(&kvm, &vm).unwrap();
+    let vcpus: Vec<_> = (0..2).map(|i| guest.create_vcpu(&vm, i).unwrap()).collect();
+    let mut regions = Vec::new();
+    for r in &plan {
+        let mem = if r.gpa >= ovmf.gpa() { &flash } else { &low };
+        if r.page_type == PageType::Cpuid {
+            let page = cgs_sev::cpuid::CpuidPage::from_supported(&kvm).unwrap();
+            mem.write(r.gpa, &page.to_bytes().unwrap()).unwrap();
+        }
+        for p in (0..r.len).step_by(4096) {
+            regions.push(cgs_core::LaunchRegion {
+                gpa: r.gpa + p,
+                data: mem.slice(r.gpa + p, 4096).unwrap(),
+                page_type: r.page_type,
+            });
+        }
+    }
+    guest
+        .backend_mut()
+        .launch_update_batch(&vm, &regions)
+        .unwrap();
+    let totals = guest.backend().snp_update_totals().unwrap().clone();
+    assert_eq!(
+        totals.calls as usize, totals.ranges,
+        "one call per coalesced range"
+    );
+    assert!(totals.ranges < regions.len());
+    for (i, v) in vcpus.iter().enumerate() {
+        guest.set_vcpu_state(&vm, i, v).unwrap();
+    }
+    guest.finalize(&vm).unwrap();
+    let raw = guest
+        .backend()
+        .firmware()
+        .snp_guest_report([0; 64], 0)
+        .unwrap();
+    let report = AttestationReport::parse(&raw).unwrap();
+    report.verify(&platform.vcek_public()).unwrap();
+    assert_eq!(
+        report.body.measurement,
+        snp_launch_digest(&ovmf, &inputs).unwrap()
+    );
+}

@@ -34,9 +34,10 @@ use cgs_sev::cpuid::CpuidPage;
 use cgs_sev::firmware::kvm::KvmFirmware;
 use cgs_sev::firmware::sim::{verify_legacy_report, SimConfig, SimFirmware, SimPlatform};
 use cgs_sev::launch::sev::StartParams;
+use cgs_sev::launch::snp::ovmf_launch_plan;
 use cgs_sev::measure::digest::{sev_launch_digest, snp_launch_digest, LaunchInputs};
 use cgs_sev::measure::gctx::Gctx;
-use cgs_sev::measure::ovmf::{OvmfImage, SectionKind};
+use cgs_sev::measure::ovmf::OvmfImage;
 use cgs_sev::measure::{hex, CpuSignature};
 use cgs_sev::report::AttestationReport;
 use cgs_sev::session::GuestOwner;
@@ -137,17 +138,16 @@ fn snp_ovmf(kvm: &Kvm, platform: &Arc<SimPlatform>, image: &[u8], vcpus: u32) ->
     let mut guest = Lifecycle::new(backend);
     let vm = guest.create_vm(kvm)?;
 
+    let plan = ovmf_launch_plan(&ovmf)?;
     let flash = GmemRegion::new(&vm, 0, ovmf.gpa(), image.len())?;
     flash.write(ovmf.gpa(), image)?;
-    let sections = ovmf.metadata_sections().to_vec();
-    let lo = sections.iter().map(|s| u64::from(s.gpa)).min().unwrap_or(0) & !0xFFF;
+    let sections = &plan[1..];
+    let lo = sections.iter().map(|r| r.gpa).min().unwrap_or(0);
     let hi = sections
         .iter()
-        .map(|s| u64::from(s.gpa) + u64::from(s.size))
+        .map(|r| r.gpa + r.len)
         .max()
-        .unwrap_or(lo + 4096)
-        .div_ceil(4096)
-        * 4096;
+        .unwrap_or(lo + 4096);
     let low = GmemRegion::new(&vm, 1, lo, (hi - lo).max(4096) as usize)?;
     guest.kvm_init(kvm, &vm)?;
     let vcpu_fds = (0..vcpus)
@@ -156,34 +156,16 @@ fn snp_ovmf(kvm: &Kvm, platform: &Arc<SimPlatform>, image: &[u8], vcpus: u32) ->
 
     // One region per page, as a naive VMM hands them over.
     let mut regions = Vec::new();
-    for off in (0..image.len()).step_by(4096) {
-        let gpa = ovmf.gpa() + off as u64;
-        regions.push(LaunchRegion {
-            gpa,
-            data: flash.slice(gpa, 4096)?,
-            page_type: PageType::Normal,
-        });
-    }
-    for s in &sections {
-        let (gpa, len, t) = match s.kind {
-            SectionKind::SecMem | SectionKind::SvsmCaa | SectionKind::KernelHashes => {
-                (u64::from(s.gpa), u64::from(s.size), PageType::Zero)
-            }
-            SectionKind::Secrets => (u64::from(s.gpa), 4096, PageType::Secrets),
-            SectionKind::Cpuid => {
-                let page = CpuidPage::from_supported(kvm)?.to_bytes()?;
-                low.write(u64::from(s.gpa), &page)?;
-                (u64::from(s.gpa), 4096, PageType::Cpuid)
-            }
-            SectionKind::Unknown(t) => {
-                return Err(invalid("OVMF metadata", format!("section type {t:#x}")))
-            }
-        };
-        for p in (0..len).step_by(4096) {
+    for r in &plan {
+        let mem = if r.gpa >= ovmf.gpa() { &flash } else { &low };
+        if r.page_type == PageType::Cpuid {
+            mem.write(r.gpa, &CpuidPage::from_supported(kvm)?.to_bytes()?)?;
+        }
+        for p in (0..r.len).step_by(4096) {
             regions.push(LaunchRegion {
-                gpa: gpa + p,
-                data: low.slice(gpa + p, 4096)?,
-                page_type: t,
+                gpa: r.gpa + p,
+                data: mem.slice(r.gpa + p, 4096)?,
+                page_type: r.page_type,
             });
         }
     }

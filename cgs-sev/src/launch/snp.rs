@@ -316,6 +316,58 @@ impl<F: SevFirmware> SnpLauncher<F> {
     }
 }
 
+/// One range of an OVMF launch plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedRegion {
+    /// First GPA.
+    pub gpa: u64,
+    /// Length in bytes (whole pages).
+    pub len: u64,
+    /// How the range is launched.
+    pub page_type: cgs_core::PageType,
+}
+
+/// What QEMU launch-updates for an SNP guest booting `ovmf` without a kernel (qemu-cgs.md §3.6):
+/// the image as NORMAL pages, then each SEV metadata section in file order (SEC_MEM, SVSM_CAA and
+/// the unused KERNEL_HASHES page as ZERO, the SECRETS page, the CPUID page). The VMM fills the
+/// CPUID page ([`CpuidPage::to_bytes`]) before launching it.
+pub fn ovmf_launch_plan(ovmf: &crate::measure::ovmf::OvmfImage<'_>) -> Result<Vec<PlannedRegion>> {
+    use crate::measure::ovmf::SectionKind;
+    use cgs_core::PageType;
+    let mut plan = vec![PlannedRegion {
+        gpa: ovmf.gpa(),
+        len: ovmf.data().len() as u64,
+        page_type: PageType::Normal,
+    }];
+    for s in ovmf.metadata_sections() {
+        let (len, page_type) = match s.kind {
+            SectionKind::SecMem | SectionKind::SvsmCaa | SectionKind::KernelHashes => {
+                (u64::from(s.size), PageType::Zero)
+            }
+            SectionKind::Secrets => (4096, PageType::Secrets),
+            SectionKind::Cpuid => (4096, PageType::Cpuid),
+            SectionKind::Unknown(t) => {
+                return Err(Error::invalid_input(
+                    "OVMF SEV metadata",
+                    format!("unknown section type {t:#x}"),
+                ))
+            }
+        };
+        if s.gpa % 4096 != 0 || len % 4096 != 0 || len == 0 {
+            return Err(Error::invalid_input(
+                "OVMF SEV metadata",
+                format!("section [{:#x}, +{len:#x}) is not whole pages", s.gpa),
+            ));
+        }
+        plan.push(PlannedRegion {
+            gpa: u64::from(s.gpa),
+            len,
+            page_type,
+        });
+    }
+    Ok(plan)
+}
+
 fn read_page(s: &VolatileSlice<'_>, offset: usize) -> Result<Vec<u8>> {
     let page = s
         .subslice(offset, 4096)
