@@ -80,6 +80,7 @@ pub struct SevBackend<F> {
     start: StartParams,
     snp_finish: Option<SnpFinishInputs>,
     req_certs: bool,
+    cbitpos: Option<u32>,
     vcpus: usize,
     states: Vec<Option<VcpuState>>,
     blocker: Option<MigrationBlocker>,
@@ -134,6 +135,7 @@ impl<F: SevFirmware> SevBackend<F> {
             start,
             snp_finish: None,
             req_certs: false,
+            cbitpos: config.common.cbitpos,
             vcpus: 0,
             states: Vec::new(),
             blocker: Some(MigrationBlocker::new(blocker)),
@@ -169,6 +171,7 @@ impl<F: SevFirmware> SevBackend<F> {
                 host_data: config.host_data,
             }),
             req_certs: false,
+            cbitpos: config.common.cbitpos,
             vcpus: 0,
             states: Vec::new(),
             blocker: Some(MigrationBlocker::new(BLOCKER_SEV_SNP)),
@@ -429,6 +432,15 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
     }
 
     fn kvm_init(&mut self, kvm: &Kvm, vm: &VmFd) -> Result<()> {
+        if let Some(requested) = self.cbitpos {
+            let host = self.firmware().c_bit_position(kvm)?;
+            if host != requested {
+                return Err(Error::invalid_input(
+                    "cbitpos",
+                    format!("cbitpos check failed, host '{host}' requested '{requested}'"),
+                ));
+            }
+        }
         if self.vmsa_features != 0 {
             let supported = self.firmware().vmsa_features(kvm)?;
             let missing = self.vmsa_features & !supported;

@@ -138,6 +138,23 @@ impl SevFirmware for KvmFirmware {
         })
     }
 
+    fn c_bit_position(&self, kvm: &Kvm) -> Result<u32> {
+        let cpuid = kvm
+            .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| Error::kvm("KVM_GET_SUPPORTED_CPUID", e))?;
+        cpuid
+            .as_slice()
+            .iter()
+            .find(|e| e.function == 0x8000_001F)
+            .map(|e| e.ebx & 0x3F)
+            .ok_or_else(|| {
+                Error::unsupported(
+                    "SEV",
+                    "KVM reports no CPUID leaf 0x8000001F (the host has no SEV)",
+                )
+            })
+    }
+
     fn snp_policy_bits(&self, kvm: &Kvm) -> Option<u64> {
         get_device_attr_u64(kvm, KVM_X86_GRP_SEV, KVM_X86_SNP_POLICY_BITS).ok()
     }

@@ -228,6 +228,10 @@ pub trait SevFirmware: Send {
     /// The VMSA `SEV_FEATURES` KVM accepts in INIT2 (`KVM_X86_SEV_VMSA_FEATURES`).
     fn vmsa_features(&self, kvm: &Kvm) -> Result<u64>;
 
+    /// The host's C-bit position (CPUID 0x8000001F EBX\[5:0\]), which the guest's `cbitpos` must
+    /// match.
+    fn c_bit_position(&self, kvm: &Kvm) -> Result<u32>;
+
     /// The SNP policy bits the kernel accepts (`KVM_X86_SNP_POLICY_BITS`, 7.x kernels), if it
     /// says.
     fn snp_policy_bits(&self, _kvm: &Kvm) -> Option<u64> {

@@ -95,6 +95,8 @@ pub struct SimConfig {
     pub es_supported: bool,
     /// The kernel has `KVM_SEV_SNP_ENABLE_REQ_CERTS` (7.x).
     pub req_certs_supported: bool,
+    /// The host's C-bit position (CPUID 0x8000001F EBX\[5:0\]).
+    pub cbitpos: u32,
     /// CPUID bits the firmware refuses: `(leaf, subleaf, register, bits that must be clear)`.
     pub cpuid_rules: Vec<(u32, u32, Reg, u32)>,
     /// TCB version reported in attestation reports.
@@ -116,6 +118,7 @@ impl Default for SimConfig {
             sockets: 1,
             es_supported: true,
             req_certs_supported: true,
+            cbitpos: 51,
             // The nvtrust#91 case: cache-topology leaf 0x8000001D, EDX bit 2.
             cpuid_rules: vec![(0x8000_001D, 3, Reg::Edx, 1 << 2)],
             tcb: 0x1B00_0000_0000_0304,
@@ -492,6 +495,10 @@ impl SevFirmware for SimFirmware {
 
     fn vmsa_features(&self, _kvm: &Kvm) -> Result<u64> {
         Ok(self.platform.lock().config.vmsa_features)
+    }
+
+    fn c_bit_position(&self, _kvm: &Kvm) -> Result<u32> {
+        Ok(self.platform.lock().config.cbitpos)
     }
 
     fn build(&self) -> Result<FirmwareBuild> {
