@@ -871,4 +871,71 @@ mod tests {
             Err(SessionError::Certificate(_))
         ));
     }
+
+    fn b64(s: &str) -> Vec<u8> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    fn hex16(s: &str) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+
+    // sevctl tests/measurementbuild.rs: API 1.40 build 40, policy 3, `--launch-digest`.
+    #[test]
+    fn sevctl_measurement_vector() {
+        let tik = hex16("3569cf61a32a602b87185ac6e0f55913"); // tests/data/measurement/tik1.bin
+        let keys = TransportKeys::new([0; 16], tik);
+        let build = FirmwareBuild {
+            api_major: 1,
+            api_minor: 40,
+            build: 40,
+        };
+        let digest: [u8; 32] = b64("xkvRAfyaSizgonxAjZIAkR8TmolUabBKQKb6KJCDDSM=")
+            .try_into()
+            .unwrap();
+        let mnonce: [u8; 16] = b64("wxP6tRHCFrFQWxsuqZA8QA==").try_into().unwrap();
+        assert_eq!(
+            launch_measure_mac(&keys, build, 0x03, &digest, &mnonce).to_vec(),
+            b64("lswbxWxI9gckya16JQvdFtpYmNO4b+3inAPpqsgoBI4=")
+        );
+    }
+
+    // sevctl tests/secretbuild.rs: one secret, fixed IV.
+    #[test]
+    fn sevctl_secret_vector() {
+        let keys = TransportKeys::new(
+            hex16("52a869b79ab9c13bb6a92b0561619cb3"), // tests/data/secret/tek1.bin
+            hex16("c6d5a9956133050912b24bbe5c372686"), // tests/data/secret/tik1.bin
+        );
+        let blob = b64("TLeA7607lZQntLjRY1/i+sbtdSZ+75zxpz4Px9hzpBLwItF5Q2o4prA++3ZZv9ZS");
+        let m = LaunchMeasurement::from_bytes(&blob).unwrap();
+        // The secrets table: table GUID, total length, one entry {GUID, length, payload},
+        // zero-padded to 16 bytes.
+        let secret = b"MY-LUKS-PASSPHRASE";
+        let mut table = Vec::new();
+        table.extend_from_slice(&hex16("42f5741edd71664d963eef4287ff173b"));
+        table.extend_from_slice(&(20u32 + 20 + secret.len() as u32).to_le_bytes());
+        table.extend_from_slice(&hex16("e5696873f084734992ec06879ce3da0b"));
+        table.extend_from_slice(&(20u32 + secret.len() as u32).to_le_bytes());
+        table.extend_from_slice(secret);
+        table.resize(table.len().div_ceil(16) * 16, 0);
+        let iv: [u8; 16] = b64("rFR07U3TLH2YnsUj2SVZ7A==").try_into().unwrap();
+        let owner = GuestOwner::with_keys(0, keys);
+        let (hdr, ct) = owner.seal_secret(&m, iv, &table).unwrap();
+        assert_eq!(
+            hdr.to_bytes().to_vec(),
+            b64("AAAAAKxUdO1N0yx9mJ7FI9klWey8FSzeYQ4X8K71VzNKLU/KQsIsQxLjtbhaPUewqshX5Q==")
+        );
+        assert_eq!(
+            ct,
+            b64("0U3e5PcXv0UW+H4tSBFKOdCYfKE1+j38Bc2fuO16mYiyI+sWx7INfn+lgYj56GL12yyinDa+lVfCCwD/2w5cPA==")
+        );
+        let back = open_packet(owner.keys(), PacketContext::Secret, &hdr, &ct, &m.measure).unwrap();
+        assert_eq!(&back[..], &table[..]);
+    }
 }
