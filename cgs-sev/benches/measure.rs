@@ -1,0 +1,98 @@
+//! Measurement speed, side by side in one run (`cargo bench -p cgs-sev --bench measure`):
+//!
+//! 1. whole-process time of `cgs-measure` and of `sev-snp-measure` 0.0.13 for
+//!    `--mode snp --vcpus 64 --vcpu-type EPYC-v4` on Debian's `OVMF_CODE_4M.fd` (goal ≥ 20×);
+//! 2. the SNP digest core (`snp_ovmf_hash`: per page SHA-384 + PAGE_INFO SHA-384) against plain
+//!    SHA-384 over the same bytes (goal ≥ 0.8×).
+//!
+//! The oracles come from `../shared/tools/oracles.sh`'s cache ($CGS_ORACLE_CACHE or
+//! ~/.cache/cgs-oracles); without them part 1 is skipped and part 2 runs on a synthetic image.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cgs_sev::measure::{digest, OvmfImage};
+use sha2::{Digest, Sha384};
+
+fn cache() -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("CGS_ORACLE_CACHE") {
+        return Some(PathBuf::from(c));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/cgs-oracles"))
+}
+
+/// The median of `runs` wall-clock times of `f`.
+fn median(runs: usize, mut f: impl FnMut()) -> Duration {
+    let mut t: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[runs / 2]
+}
+
+fn main() {
+    let cache = cache();
+    let ssm = cache
+        .as_ref()
+        .map(|c| c.join("venv/bin/sev-snp-measure"))
+        .filter(|p| p.exists());
+    let ovmf = cache
+        .as_ref()
+        .map(|c| c.join("ovmf/usr/share/OVMF/OVMF_CODE_4M.fd"))
+        .filter(|p| p.exists());
+
+    match (&ssm, &ovmf) {
+        (Some(ssm), Some(ovmf)) => {
+            let args = [
+                "--mode", "snp", "--vcpus", "64", "--vcpu-type", "EPYC-v4", "--ovmf",
+            ];
+            let run = |bin: &PathBuf| {
+                let out = Command::new(bin).args(args).arg(ovmf).output().unwrap();
+                assert!(out.status.success());
+                String::from_utf8(out.stdout).unwrap()
+            };
+            let cgs = PathBuf::from(env!("CARGO_BIN_EXE_cgs-measure"));
+            assert_eq!(run(&cgs), run(ssm), "the two tools disagree");
+            let t_cgs = median(9, || {
+                run(&cgs);
+            });
+            let t_ssm = median(5, || {
+                run(ssm);
+            });
+            println!(
+                "whole process, --mode snp --vcpus 64, OVMF_CODE_4M.fd: cgs-measure {:.1} ms, \
+                 sev-snp-measure {:.1} ms, ratio {:.1}x (goal >= 20x)",
+                t_cgs.as_secs_f64() * 1e3,
+                t_ssm.as_secs_f64() * 1e3,
+                t_ssm.as_secs_f64() / t_cgs.as_secs_f64()
+            );
+        }
+        _ => println!("SKIP whole-process comparison: run ../shared/tools/oracles.sh ovmf and sev-snp-measure"),
+    }
+
+    let data = match &ovmf {
+        Some(p) => std::fs::read(p).unwrap(),
+        None => (0..3_653_632u32).map(|i| ((i * 7) >> 3) as u8).collect(),
+    };
+    let image = OvmfImage::parse(&data).unwrap();
+    let reps = 8;
+    let t_core = median(reps, || {
+        std::hint::black_box(digest::snp_ovmf_hash(&image).unwrap());
+    });
+    let t_sha = median(reps, || {
+        std::hint::black_box(Sha384::digest(&data));
+    });
+    let mb = data.len() as f64 / 1e6;
+    println!(
+        "digest core over {:.1} MB: snp_ovmf_hash {:.0} MB/s, plain SHA-384 {:.0} MB/s, ratio {:.2}x (goal >= 0.8x)",
+        mb,
+        mb / t_core.as_secs_f64(),
+        mb / t_sha.as_secs_f64(),
+        t_sha.as_secs_f64() / t_core.as_secs_f64()
+    );
+}
