@@ -41,7 +41,9 @@ pub use crate::machine::{MachineSpec, ResetKind};
 use crate::se_header::SeHeader;
 use crate::uapi;
 use crate::uv::rc::{cmd_name, rc_name, rrc_meaning, UV_RC_SSC_INVAL_HOSTKEY};
-use crate::uv::{HostSupport, PvCommand, PvInfoDump, PvInfoVm, PvOutcome, PvOutput, Ultravisor};
+use crate::uv::{
+    CpuState, HostSupport, PvCommand, PvInfoDump, PvInfoVm, PvOutcome, PvOutput, Ultravisor,
+};
 
 /// QEMU's migration blocker text while the guest is protected.
 pub const MIGRATION_BLOCKER: &str = "protected VMs are currently not migratable.";
@@ -56,6 +58,8 @@ const TWO_GIB: u64 = 2 << 30;
 const MIB: u64 = 1 << 20;
 /// Bound on EINTR retries of one command (QEMU retries without bound).
 const MAX_EINTR_RETRIES: u32 = 10_000;
+/// The command id recorded for vCPU ioctls that are not PV commands.
+const NOT_A_PV_COMMAND: u32 = u32::MAX;
 
 /// What a PV dump produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,14 +190,18 @@ impl<U: Ultravisor> S390PvGuest<U> {
         }
     }
 
-    /// Issue one PV command: retry `EINTR`, record it, and return its output or the error
-    /// (`Error::Firmware` with rc/rrc names when the UV ran, else `Error::Kvm`).
-    fn command(&mut self, vm: &VmFd, mut cmd: PvCommand<'_>) -> Result<PvOutput> {
-        let name = cmd.name();
-        let id = cmd.id();
+    /// Issue one call through `issue`: retry `EINTR`, record it, and return its output or the
+    /// error (`Error::Firmware` with rc/rrc names when the UV ran, else `Error::Kvm`). Every PV
+    /// command and vCPU command goes through here.
+    fn run_retrying(
+        &mut self,
+        name: &'static str,
+        id: u32,
+        mut issue: impl FnMut(&mut U) -> Result<PvOutcome>,
+    ) -> Result<PvOutput> {
         let mut retries = 0;
         let o = loop {
-            let o = self.uv.vm_command(vm, cmd.reborrow())?;
+            let o = issue(&mut self.uv)?;
             if o.errno == Some(libc::EINTR) && retries < MAX_EINTR_RETRIES {
                 retries += 1;
                 self.events.push(PvEvent::Interrupted(name));
@@ -208,6 +216,12 @@ impl<U: Ultravisor> S390PvGuest<U> {
             self.last_failure = Some(o);
             Err(self.failure(name, id, &o))
         }
+    }
+
+    /// Issue one `KVM_S390_PV_COMMAND`.
+    fn command(&mut self, vm: &VmFd, mut cmd: PvCommand<'_>) -> Result<PvOutput> {
+        let (name, id) = (cmd.name(), cmd.id());
+        self.run_retrying(name, id, |uv| uv.vm_command(vm, cmd.reborrow()))
     }
 
     fn record(&mut self, name: &'static str, cmd: u32, o: &PvOutcome) {
@@ -468,24 +482,23 @@ impl<U: Ultravisor> S390PvGuest<U> {
         }
     }
 
-    fn issue_cpu_dump(&mut self, vcpu: &VcpuFd, buf: &mut [u8]) -> Result<()> {
-        let name = "KVM_PV_DUMP(CPU)";
-        let mut retries = 0;
-        let o = loop {
-            let o = self.uv.dump_cpu(vcpu, buf)?;
-            if o.errno == Some(libc::EINTR) && retries < MAX_EINTR_RETRIES {
-                retries += 1;
-                self.events.push(PvEvent::Interrupted(name));
-                continue;
-            }
-            break o;
-        };
-        self.record(name, uapi::KVM_PV_DUMP, &o);
-        if o.is_ok() {
-            Ok(())
-        } else {
-            Err(self.failure(name, uapi::KVM_PV_DUMP, &o))
+    /// Start the IPL CPU of the protected guest after a successful [`protect`](Self::protect):
+    /// `KVM_SET_MP_STATE` LOAD, then OPERATING ("Firmware requires us to set the load state
+    /// before we set the cpu to operating"). KVM (and the UV) refuse this before VERIFY.
+    pub fn start_ipl_cpu(&mut self, vcpu: &VcpuFd) -> Result<()> {
+        if !self.protected {
+            return Err(Error::invalid_input(
+                "IPL CPU",
+                "the guest is not protected; start the CPU as for any guest",
+            ));
         }
+        for (name, state) in [
+            ("KVM_SET_MP_STATE(LOAD)", CpuState::Load),
+            ("KVM_SET_MP_STATE(OPERATING)", CpuState::Operating),
+        ] {
+            self.run_retrying(name, NOT_A_PV_COMMAND, |uv| uv.set_cpu_state(vcpu, state))?;
+        }
+        Ok(())
     }
 
     /// Dump the protected guest: INIT, each vCPU's state, the storage state of all guest memory
@@ -517,7 +530,9 @@ impl<U: Ultravisor> S390PvGuest<U> {
         let mut cpus = Vec::with_capacity(vcpus.len());
         for vcpu in vcpus {
             let mut buf = vec![0u8; info.cpu_buffer_len as usize];
-            self.issue_cpu_dump(vcpu, &mut buf)?;
+            self.run_retrying("KVM_PV_DUMP(CPU)", uapi::KVM_PV_DUMP, |uv| {
+                uv.dump_cpu(vcpu, &mut buf)
+            })?;
             cpus.push(buf);
         }
         let per = info.config_mem_buffer_per_1m;

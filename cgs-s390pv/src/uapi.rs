@@ -285,6 +285,21 @@ pub const KVM_S390_PV_COMMAND: u32 = IocLayout::S390X.iowr(KVMIO, 0xC5, size_of:
 /// `KVM_S390_PV_CPU_COMMAND` on s390x: `_IOWR(KVMIO, 0xD0, struct kvm_pv_cmd)`, vCPU fd.
 pub const KVM_S390_PV_CPU_COMMAND: u32 = IocLayout::S390X.iowr(KVMIO, 0xD0, size_of::<KvmPvCmd>());
 
+/// `struct kvm_mp_state`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KvmMpState {
+    /// `KVM_MP_STATE_*`.
+    pub mp_state: u32,
+}
+
+/// `KVM_SET_MP_STATE` on s390x: `_IOW(KVMIO, 0x99, struct kvm_mp_state)`, vCPU fd.
+pub const KVM_SET_MP_STATE: u32 = IocLayout::S390X.iow(KVMIO, 0x99, size_of::<KvmMpState>());
+/// `KVM_MP_STATE_OPERATING` (s390).
+pub const KVM_MP_STATE_OPERATING: u32 = 7;
+/// `KVM_MP_STATE_LOAD` (s390): for a protected vCPU KVM issues UV CPU_SET_STATE OPR_LOAD.
+pub const KVM_MP_STATE_LOAD: u32 = 8;
+
 /// `KVM_PV_ENABLE`.
 pub const KVM_PV_ENABLE: u32 = 0;
 /// `KVM_PV_DISABLE`.
@@ -351,6 +366,7 @@ const _: () = assert!(size_of::<KvmS390VmCpuMachine>() == 4112);
 const _: () = assert!(offset_of!(KvmS390VmCpuMachine, fac_mask) == 16);
 const _: () = assert!(offset_of!(KvmS390VmCpuMachine, fac_list) == 2064);
 const _: () = assert!(KVM_S390_PV_COMMAND == 0xC020_AEC5);
+const _: () = assert!(size_of::<KvmMpState>() == 4);
 const _: () = assert!(KVM_S390_PV_CPU_COMMAND == 0xC020_AED0);
 
 #[cfg(test)]
@@ -541,6 +557,20 @@ mod tests {
         assert_eq!(IocLayout::POWERPC.iow(KVMIO, 0xA3, 104), 0x8068_AEA3);
         assert_eq!(IocLayout::GENERIC.iow(KVMIO, 0xA3, 104), 0x4068_AEA3);
         assert_eq!(IocLayout::GENERIC.io(KVMIO, 0xB3), 0xAEB3);
+    }
+
+    #[test]
+    fn mp_state_numbers_match_kvm_bindings() {
+        assert_eq!(KVM_SET_MP_STATE, 0x4004_AE99);
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(KVM_MP_STATE_LOAD, kvm_bindings::KVM_MP_STATE_LOAD);
+            assert_eq!(KVM_MP_STATE_OPERATING, kvm_bindings::KVM_MP_STATE_OPERATING);
+            assert_eq!(
+                size_of::<KvmMpState>(),
+                size_of::<kvm_bindings::kvm_mp_state>()
+            );
+        }
     }
 
     #[test]

@@ -151,6 +151,13 @@ fn protect_dump_reset_reboot_on_the_simulator() {
         plain, [0x4b; 8],
         "the UV decrypted the kernel for the guest"
     );
+    // The IPL CPU starts: LOAD (the UV loads the header's PSW), then OPERATING.
+    g.life.backend_mut().start_ipl_cpu(&g.vcpu).unwrap();
+    assert_eq!(g.sim.loaded_cpus(), 1);
+    assert_eq!(
+        commands(g.life.backend().events())[8..],
+        ["KVM_SET_MP_STATE(LOAD)", "KVM_SET_MP_STATE(OPERATING)"]
+    );
 
     // Dump, decrypted by the guest owner.
     let dump = g.life.backend_mut().dump(&g.vm, &[&g.vcpu]).unwrap();
@@ -286,6 +293,8 @@ fn tampered_component_fails_verify_with_named_codes() {
     assert_eq!(e.response.to_u64(), 0x0004_001b_0102_0a02);
     assert!(!g.life.backend().is_protected());
     assert_eq!(g.sim.secure_pages(), 0);
+    let e = g.life.backend_mut().start_ipl_cpu(&g.vcpu).unwrap_err();
+    assert!(e.to_string().contains("not protected"), "{e}");
 }
 
 #[test]

@@ -96,7 +96,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== diag 308 subcode 8: PV IPL block accepted (rc 0x0001)");
 
     guest.backend_mut().protect(&vm, &mem)?;
-    show("diag 308 subcode 10: protect", &mut guest);
+    guest.backend_mut().start_ipl_cpu(&vcpu)?;
+    show(
+        "diag 308 subcode 10: protect, then start the IPL CPU",
+        &mut guest,
+    );
     println!(
         "   RAM discard disabled: {}",
         guest.device_requirements().disable_ram_discard

@@ -14,6 +14,7 @@ use cgs_core::uapi::{KvmDeviceAttr, KVM_CAP_S390_PROTECTED, KVM_CAP_S390_PROTECT
 use cgs_core::uapi::{KVM_CAP_S390_PROTECTED_DUMP, KVM_GET_DEVICE_ATTR};
 use cgs_core::{Error, Result};
 
+use super::CpuState;
 use super::{
     AsyncPerform, HostSupport, PvCommand, PvInfoDump, PvInfoVm, PvOutcome, PvOutput, Ultravisor,
 };
@@ -226,6 +227,23 @@ impl Ultravisor for KvmUltravisor {
         Ok(match pv_ioctl(vcpu, KVM_S390_PV_CPU_COMMAND, &mut env) {
             Ok(()) => PvOutcome::ok(env.rc, env.rrc, PvOutput::None),
             Err(e) => PvOutcome::err(e, env.rc, env.rrc),
+        })
+    }
+
+    fn set_cpu_state(&mut self, vcpu: &VcpuFd, state: CpuState) -> Result<PvOutcome> {
+        if !HOST_HAS_PV_IOCTLS {
+            return Err(unsupported("KVM_SET_MP_STATE for a protected vCPU"));
+        }
+        let mp = KvmMpState {
+            mp_state: state.mp_state(),
+        };
+        // SAFETY: `vcpu` is a live vCPU fd; the kernel reads `struct kvm_mp_state` (4 bytes,
+        // layout asserted) from `mp`, which lives for the call.
+        let ret = unsafe { ioctl_with_ref(vcpu, libc::c_ulong::from(KVM_SET_MP_STATE), &mp) };
+        Ok(if ret < 0 {
+            PvOutcome::err(vmm_sys_util::errno::Error::last().errno(), 0, 0)
+        } else {
+            PvOutcome::ok(0, 0, PvOutput::None)
         })
     }
 

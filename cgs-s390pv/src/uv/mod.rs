@@ -221,6 +221,25 @@ pub struct HostSupport {
     pub unpack_facility: bool,
 }
 
+/// The vCPU states the VMM sets on the IPL CPU of a protected guest (`KVM_SET_MP_STATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuState {
+    /// `KVM_MP_STATE_LOAD`: KVM issues UV CPU_SET_STATE with OPR_LOAD (loads the header's PSW).
+    Load,
+    /// `KVM_MP_STATE_OPERATING`.
+    Operating,
+}
+
+impl CpuState {
+    /// The `KVM_MP_STATE_*` value.
+    pub fn mp_state(self) -> u32 {
+        match self {
+            CpuState::Load => uapi::KVM_MP_STATE_LOAD,
+            CpuState::Operating => uapi::KVM_MP_STATE_OPERATING,
+        }
+    }
+}
+
 /// A detached `KVM_PV_ASYNC_CLEANUP_PERFORM`, to run on another thread.
 pub type AsyncPerform = Box<dyn FnOnce() -> Result<PvOutcome> + Send + 'static>;
 
@@ -240,6 +259,9 @@ pub trait Ultravisor: Send {
     /// `KVM_S390_PV_CPU_COMMAND` with `KVM_PV_DUMP_CPU` on `vcpu` into `buf`.
     fn dump_cpu(&mut self, vcpu: &VcpuFd, buf: &mut [u8]) -> Result<PvOutcome>;
 
+    /// `KVM_SET_MP_STATE` on a vCPU of the protected guest.
+    fn set_cpu_state(&mut self, vcpu: &VcpuFd, state: CpuState) -> Result<PvOutcome>;
+
     /// A `KVM_PV_ASYNC_CLEANUP_PERFORM` that can run on another thread (it runs without
     /// `kvm->lock` and may take long).
     fn async_perform(&self, vm: &VmFd) -> Result<AsyncPerform>;
@@ -257,6 +279,9 @@ impl<U: Ultravisor + ?Sized> Ultravisor for Box<U> {
     }
     fn dump_cpu(&mut self, vcpu: &VcpuFd, buf: &mut [u8]) -> Result<PvOutcome> {
         (**self).dump_cpu(vcpu, buf)
+    }
+    fn set_cpu_state(&mut self, vcpu: &VcpuFd, state: CpuState) -> Result<PvOutcome> {
+        (**self).set_cpu_state(vcpu, state)
     }
     fn async_perform(&self, vm: &VmFd) -> Result<AsyncPerform> {
         (**self).async_perform(vm)

@@ -41,6 +41,7 @@ use zeroize::Zeroizing;
 use cgs_core::Result;
 
 use super::rc::*;
+use super::CpuState;
 use super::{
     AsyncPerform, HostSupport, PvCommand, PvInfoDump, PvInfoVm, PvOutcome, PvOutput, Ultravisor,
 };
@@ -212,6 +213,7 @@ struct Secure {
     dumping: bool,
     dump_digest: Sha512,
     cpu_dumps: u64,
+    loaded_cpus: u32,
 }
 
 struct State {
@@ -449,6 +451,7 @@ impl State {
                     dumping: false,
                     dump_digest: Sha512::new(),
                     cpu_dumps: 0,
+                    loaded_cpus: 0,
                 });
                 PvOutcome::ok(UVC_RC_EXECUTED, 0, PvOutput::None)
             }
@@ -586,6 +589,43 @@ impl SimUltravisor {
         s.record("KVM_PV_DUMP(CPU)", o)
     }
 
+    /// Execute `KVM_SET_MP_STATE` on a vCPU: LOAD needs a protected, verified configuration
+    /// (a non-protected vCPU gets `ENXIO`, as from KVM; before VERIFY the UV refuses with
+    /// `UVC_RC_INV_STATE`, an inferred code); OPERATING follows LOAD.
+    pub fn execute_set_cpu_state(&self, state: CpuState) -> PvOutcome {
+        let mut s = self.lock();
+        let (name, o) = match state {
+            CpuState::Load => (
+                "KVM_SET_MP_STATE(LOAD)",
+                match s.secure.as_mut() {
+                    None => PvOutcome::err(libc::ENXIO, 0, 0),
+                    Some(c) if c.phase != SecurePhase::Verified => {
+                        PvOutcome::err(EINVAL, UVC_RC_INV_STATE, 0)
+                    }
+                    Some(c) => {
+                        c.loaded_cpus += 1;
+                        PvOutcome::ok(UVC_RC_EXECUTED, 0, PvOutput::None)
+                    }
+                },
+            ),
+            CpuState::Operating => (
+                "KVM_SET_MP_STATE(OPERATING)",
+                match s.secure.as_ref() {
+                    Some(c) if c.phase != SecurePhase::Verified || c.loaded_cpus == 0 => {
+                        PvOutcome::err(EINVAL, UVC_RC_INV_STATE, 0)
+                    }
+                    _ => PvOutcome::ok(0, 0, PvOutput::None),
+                },
+            ),
+        };
+        s.record(name, o)
+    }
+
+    /// How many vCPUs were loaded (`KVM_MP_STATE_LOAD`) in the current configuration.
+    pub fn loaded_cpus(&self) -> u32 {
+        self.lock().secure.as_ref().map_or(0, |c| c.loaded_cpus)
+    }
+
     /// Make the next call(s) of KVM command `cmd` (`uapi::KVM_PV_*`) fail with `fault`, once per
     /// queued fault.
     pub fn inject(&self, cmd: u32, fault: Fault) {
@@ -666,6 +706,10 @@ impl Ultravisor for SimUltravisor {
 
     fn dump_cpu(&mut self, _vcpu: &VcpuFd, buf: &mut [u8]) -> Result<PvOutcome> {
         Ok(self.execute_dump_cpu(buf))
+    }
+
+    fn set_cpu_state(&mut self, _vcpu: &VcpuFd, state: CpuState) -> Result<PvOutcome> {
+        Ok(self.execute_set_cpu_state(state))
     }
 
     fn async_perform(&self, _vm: &VmFd) -> Result<AsyncPerform> {

@@ -563,3 +563,38 @@ fn injected_faults_and_info() {
     assert_eq!(s.sim.execute(PvCommand::Enable), einval(0, 0));
     assert!(format!("{:?}", SimConfig::random()).contains("redacted"));
 }
+
+#[test]
+fn cpu_load_only_after_verify() {
+    let s = setup(Pcf::DEFAULT);
+    assert_eq!(
+        s.sim.execute_set_cpu_state(CpuState::Load),
+        PvOutcome::err(libc::ENXIO, 0, 0),
+        "a non-protected vCPU cannot be loaded"
+    );
+    assert!(s.sim.execute_set_cpu_state(CpuState::Operating).is_ok());
+    assert!(s.sim.execute(PvCommand::Enable).is_ok());
+    assert!(s
+        .sim
+        .execute(PvCommand::SetSecParms {
+            header: &s.img.header
+        })
+        .is_ok());
+    assert_eq!(
+        s.sim.execute_set_cpu_state(CpuState::Load),
+        einval(UVC_RC_INV_STATE, 0)
+    );
+    assert_eq!(
+        s.sim.execute_set_cpu_state(CpuState::Operating),
+        einval(UVC_RC_INV_STATE, 0)
+    );
+    assert!(unpack_all(&s).iter().all(PvOutcome::is_ok));
+    assert!(s.sim.execute(PvCommand::Verify).is_ok());
+    assert_eq!(
+        s.sim.execute_set_cpu_state(CpuState::Operating),
+        einval(UVC_RC_INV_STATE, 0)
+    );
+    assert!(s.sim.execute_set_cpu_state(CpuState::Load).is_ok());
+    assert!(s.sim.execute_set_cpu_state(CpuState::Operating).is_ok());
+    assert_eq!(s.sim.loaded_cpus(), 1);
+}
