@@ -5,15 +5,16 @@
 //! test payload lives in the last page below 4 GiB: [`reset_vector_payload`] writes a message to
 //! the serial port and halts. [`GmemRegion`] backs a range of guest memory with guest_memfd
 //! (`GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED`, bound with
-//! `KVM_SET_USER_MEMORY_REGION2`), as SEV-SNP requires.
+//! `KVM_SET_USER_MEMORY_REGION2` through cgs-gmem), as SEV-SNP requires.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
 
-use cgs_core::uapi::{GUEST_MEMFD_FLAG_INIT_SHARED, GUEST_MEMFD_FLAG_MMAP};
 use cgs_core::{Error, Result};
-use kvm_bindings::{kvm_create_guest_memfd, kvm_userspace_memory_region2, KVM_MEM_GUEST_MEMFD};
+use cgs_gmem::binding::{GmemLayout, GmemSlot, SharedDiscard};
+use cgs_gmem::memfd::{GmemFlags, GuestMemfd};
 use kvm_ioctls::VmFd;
-use vm_memory::VolatileSlice;
+use vm_memory::mmap::MmapRegion;
+use vm_memory::{VolatileMemory, VolatileSlice};
 
 /// GPA of the reset-vector page.
 pub const RESET_PAGE_GPA: u64 = 0xFFFF_F000;
@@ -50,18 +51,15 @@ pub fn reset_vector_payload(msg: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A guest_memfd-backed memslot, mapped into the VMM (`GUEST_MEMFD_FLAG_MMAP`) so the launch can
-/// write and measure the pages in place.
+/// write and measure the pages in place. Built on cgs-gmem's [`GuestMemfd`] and [`GmemLayout`].
 #[derive(Debug)]
 pub struct GmemRegion {
-    _fd: OwnedFd,
-    addr: *mut u8,
-    size: usize,
+    // Declared before `map` so the memslot's layout entry (holding the memfd) goes first; the
+    // mapping is unmapped when `map` drops.
+    _layout: GmemLayout,
+    map: MmapRegion,
     gpa: u64,
 }
-
-// SAFETY: the mapping is owned by the region and only reached through `&self`/`&mut self`
-// methods that hand out volatile slices; moving it between threads is sound.
-unsafe impl Send for GmemRegion {}
 
 impl GmemRegion {
     /// Create a guest_memfd of `size` bytes and bind it as memslot `slot` at `gpa`.
@@ -72,51 +70,30 @@ impl GmemRegion {
                 "not page aligned",
             ));
         }
-        let raw = vm
-            .create_guest_memfd(kvm_create_guest_memfd {
-                size: size as u64,
-                flags: GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-                reserved: [0; 6],
-            })
-            .map_err(|e| Error::kvm("KVM_CREATE_GUEST_MEMFD", e))?;
-        // SAFETY: `raw` is a fresh fd returned by the kernel that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: mapping `size` bytes of the guest_memfd shared; the kernel validates the fd
-        // and flags and we check the result before using it.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                raw,
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(Error::last_os("mmap(guest_memfd)"));
-        }
-        let region = GmemRegion {
-            _fd: fd,
-            addr: addr.cast(),
-            size,
-            gpa,
-        };
-        let desc = kvm_userspace_memory_region2 {
+        let gmem = Arc::new(GuestMemfd::create(
+            vm,
+            size as u64,
+            GmemFlags::MMAP | GmemFlags::INIT_SHARED,
+        )?);
+        let map = gmem.mmap_region()?;
+        let mut layout = GmemLayout::new();
+        let s = GmemSlot {
             slot,
-            flags: KVM_MEM_GUEST_MEMFD,
-            guest_phys_addr: gpa,
-            memory_size: size as u64,
-            userspace_addr: region.addr as u64,
-            guest_memfd_offset: 0,
-            guest_memfd: raw as u32,
-            ..Default::default()
+            gpa,
+            size: size as u64,
+            userspace_addr: map.as_ptr() as u64,
+            gmem,
+            gmem_offset: 0,
+            shared_discard: SharedDiscard::Keep,
         };
-        // SAFETY: the slot covers exactly the live mapping owned by `region`, which the caller
-        // keeps alive as long as the VM uses the slot.
-        unsafe { vm.set_user_memory_region2(desc) }
-            .map_err(|e| Error::kvm("KVM_SET_USER_MEMORY_REGION2", e))?;
-        Ok(region)
+        // SAFETY: `userspace_addr` is the mapping `map`, owned by the returned region, which the
+        // caller keeps alive as long as the VM uses the slot.
+        unsafe { layout.bind(vm, s)? };
+        Ok(GmemRegion {
+            _layout: layout,
+            map,
+            gpa,
+        })
     }
 
     /// First GPA.
@@ -126,28 +103,25 @@ impl GmemRegion {
 
     /// Size in bytes.
     pub fn len(&self) -> usize {
-        self.size
+        self.map.size()
     }
 
     /// Whether the region is empty (never).
     pub fn is_empty(&self) -> bool {
-        self.size == 0
+        self.map.size() == 0
     }
 
     /// The VMM's mapping of `[gpa, gpa + len)`.
     pub fn slice(&self, gpa: u64, len: usize) -> Result<VolatileSlice<'_>> {
-        let off = gpa
-            .checked_sub(self.gpa)
-            .map(|o| o as usize)
-            .filter(|o| o.checked_add(len).is_some_and(|end| end <= self.size))
-            .ok_or_else(|| {
-                Error::invalid_input(
-                    "guest_memfd region",
-                    format!("[{gpa:#x}, +{len:#x}) is outside the region"),
-                )
-            })?;
-        // SAFETY: `[off, off + len)` is inside the mapping, which lives as long as `self`.
-        Ok(unsafe { VolatileSlice::new(self.addr.add(off), len) })
+        let outside = || {
+            Error::invalid_input(
+                "guest_memfd region",
+                format!("[{gpa:#x}, +{len:#x}) is outside the region"),
+            )
+        };
+        let off = usize::try_from(gpa.checked_sub(self.gpa).ok_or_else(outside)?)
+            .map_err(|_| outside())?;
+        self.map.get_slice(off, len).map_err(|_| outside())
     }
 
     /// Copy `data` into guest memory at `gpa`.
@@ -161,15 +135,6 @@ impl GmemRegion {
         let mut b = vec![0u8; len];
         self.slice(gpa, len)?.copy_to(&mut b[..]);
         Ok(b)
-    }
-}
-
-impl Drop for GmemRegion {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly the mapping created in `new`; no slice outlives `self`.
-        unsafe {
-            libc::munmap(self.addr.cast(), self.size);
-        }
     }
 }
 
