@@ -353,6 +353,10 @@ fn real_firmware_without_sev_is_a_clear_error() {
     );
     unsupported(fw.launch_measure(&vm).unwrap_err());
     assert!(NO_SEV.contains("ENOTTY"));
+    assert!(matches!(
+        fw.snp_set_private(&vm, 0, 4096),
+        Err(Error::Unsupported { .. })
+    ));
     assert!(fw.vmsa_features(&kvm).is_err());
     assert!(matches!(fw.build(), Err(Error::Unsupported { .. })));
 

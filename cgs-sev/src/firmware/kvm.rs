@@ -12,7 +12,8 @@ use std::os::fd::AsRawFd;
 
 use cgs_core::uapi::{get_device_attr_u64, KVM_X86_GRP_SEV, KVM_X86_SEV_VMSA_FEATURES};
 use cgs_core::{Error, Result};
-use kvm_bindings::{kvm_memory_attributes, KVM_MEMORY_ATTRIBUTE_PRIVATE};
+use cgs_gmem::attrs::{KvmAttributes, MemoryAttributes};
+use cgs_gmem::tracker::MemState;
 use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::VolatileSlice;
 use vmm_sys_util::errno;
@@ -388,13 +389,8 @@ impl SevFirmware for KvmFirmware {
     }
 
     fn snp_set_private(&mut self, vm: &VmFd, gpa: u64, len: u64) -> Result<()> {
-        vm.set_memory_attributes(kvm_memory_attributes {
-            address: gpa,
-            size: len,
-            attributes: u64::from(KVM_MEMORY_ATTRIBUTE_PRIVATE),
-            flags: 0,
-        })
-        .map_err(|e| map_errno("KVM_SET_MEMORY_ATTRIBUTES", e, 0))
+        // cgs-gmem's attribute path: `Unsupported` when KVM has no PRIVATE attribute.
+        KvmAttributes::new(vm)?.set(gpa, len, MemState::Private)
     }
 
     fn snp_launch_update(&mut self, vm: &VmFd, u: &mut SnpUpdate<'_>) -> Result<()> {
