@@ -95,9 +95,15 @@ fn read_b64_file(property: &'static str, path: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::invalid_input(property, format!("'{path}' is not base64: {e}")))
 }
 
-/// QEMU's default vCPU model for measurement (EPYC-v4, signature 0x00800F12).
-fn default_vmsa_builder() -> VmsaBuilder {
-    let b = VmsaBuilder::new(VmmPreset::QEMU);
+/// QEMU's default vCPU model for measurement (EPYC-v4, signature 0x00800F12); with the legacy
+/// `KVM_SEV_ES_INIT` KVM does not sync MXCSR/FCW into the VMSA, so the legacy preset applies.
+fn default_vmsa_builder(legacy: bool) -> VmsaBuilder {
+    let preset = if legacy {
+        VmmPreset::QEMU_LEGACY_INIT
+    } else {
+        VmmPreset::QEMU
+    };
+    let b = VmsaBuilder::new(preset);
     match VcpuType::by_name("EPYC-v4") {
         Some(t) => b.signature(t.signature()),
         None => b,
@@ -120,6 +126,8 @@ impl<F: SevFirmware> SevBackend<F> {
             start.session = Some(read_b64_file("session-file", p)?);
         }
         let launcher = SevLauncher::new(fw, config.policy)?;
+        // QEMU: `auto` behaves like `on` today.
+        let legacy = config.legacy_vm_type != OnOffAuto::Off;
         let blocker = if launcher.flavour() == Flavour::SevEs {
             BLOCKER_SEV_ES
         } else {
@@ -128,10 +136,9 @@ impl<F: SevFirmware> SevBackend<F> {
         Ok(SevBackend {
             id: config.id.clone(),
             launch: Launch::Sev(launcher),
-            // QEMU: `auto` behaves like `on` today.
-            legacy: config.legacy_vm_type != OnOffAuto::Off,
+            legacy,
             vmsa_features: 0,
-            vmsa: default_vmsa_builder(),
+            vmsa: default_vmsa_builder(legacy),
             start,
             snp_finish: None,
             req_certs: false,
@@ -161,7 +168,7 @@ impl<F: SevFirmware> SevBackend<F> {
             launch: Launch::Snp(launcher),
             legacy: false,
             vmsa_features: 0,
-            vmsa: default_vmsa_builder(),
+            vmsa: default_vmsa_builder(false),
             start: StartParams::default(),
             snp_finish: Some(SnpFinishInputs {
                 id_block,

@@ -108,3 +108,32 @@ fn bad_files_and_cbitpos_are_clear_errors() {
     ));
     assert_eq!(guest.state(), cgs_core::State::New);
 }
+
+#[test]
+fn legacy_es_init_uses_the_legacy_vmsa_preset() {
+    let Some(kvm) = kvm_or_skip("legacy_es_init_uses_the_legacy_vmsa_preset") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    for (legacy, preset) in [
+        (cgs_core::config::OnOffAuto::Auto, "qemu-legacy-init"),
+        (cgs_core::config::OnOffAuto::Off, "qemu"),
+    ] {
+        let mut cfg = SevGuestConfig::new("es0", 1);
+        cfg.policy = 0x5;
+        cfg.legacy_vm_type = legacy;
+        let backend = SevBackend::sev(&cfg, SimFirmware::new(&platform)).unwrap();
+        assert_eq!(backend.vmsa_builder().preset.name, preset);
+        assert_eq!(backend.platform(), Platform::SevEs);
+        let mut guest = Lifecycle::new(backend);
+        let vm = guest.create_vm(&kvm).unwrap();
+        guest.kvm_init(&kvm, &vm).unwrap();
+        let vcpu = guest.create_vcpu(&vm, 0).unwrap();
+        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+        let vmsa = guest.backend().vmsas()[0].clone();
+        // MXCSR lives at VMSA offset 0x408: 0 with the legacy ES_INIT, 0x1F80 with INIT2.
+        let mxcsr = u32::from_le_bytes(vmsa.as_bytes()[0x408..0x40C].try_into().unwrap());
+        assert_eq!(mxcsr, if preset == "qemu" { 0x1F80 } else { 0 });
+        guest.finalize(&vm).unwrap();
+    }
+}
