@@ -1,4 +1,5 @@
-//! Fuzz-target bodies for cgs-pef's untrusted inputs: ESM blobs and the guest's ultracalls.
+//! Fuzz-target bodies for cgs-pef's untrusted inputs: ESM blobs, the guest's ultracalls and the
+//! lifecycle under arbitrary call orders.
 
 use std::sync::OnceLock;
 
@@ -8,6 +9,10 @@ use crate::esm::{EsmBlob, EsmRegion};
 use crate::papr::*;
 use crate::uv::sim::{PageState, SimConfig, SimUltravisor, FDT_MAGIC};
 use crate::UvKey;
+
+mod lifecycle;
+
+pub use lifecycle::{fuzz_lifecycle, op, seeds_lifecycle, MAX_VCPUS, VCPU_IDS};
 
 /// Page shift of the fuzz target's simulator: 4 KiB pages keep every input cheap.
 pub const FUZZ_PAGE_SHIFT: u32 = 12;
@@ -40,6 +45,17 @@ pub fn fuzz_esm_blob(data: &[u8]) {
 /// and to build its seed corpus.
 #[allow(clippy::panic)]
 pub fn fuzz_guest() -> SimUltravisor {
+    let (_, mut sim) = fuzz_guest_memory(|_| {});
+    if let Err(e) = sim.kvm_enable_cap() {
+        panic!("fuzz guest setup: {e}");
+    }
+    sim
+}
+
+/// The guest memory of [`fuzz_guest`] (sealed ESM blob, FDT) and a simulator over it whose
+/// [`SimConfig`] `tweak` may change; the capability is not enabled yet.
+#[allow(clippy::panic)]
+pub fn fuzz_guest_memory(tweak: impl FnOnce(&mut SimConfig)) -> (GuestMemoryMmap, SimUltravisor) {
     let mem = match GuestMemoryMmap::<()>::from_ranges(&[(
         GuestAddress(0),
         (FUZZ_MEM_PAGES * FUZZ_PAGE) as usize,
@@ -73,12 +89,11 @@ pub fn fuzz_guest() -> SimUltravisor {
             .map_err(|e| e.to_string())?;
         let mut config = SimConfig::new(key);
         config.page_shift = FUZZ_PAGE_SHIFT;
-        let mut sim = SimUltravisor::new(config, &mem).map_err(|e| e.to_string())?;
-        sim.kvm_enable_cap().map_err(|e| e.to_string())?;
-        Ok(sim)
+        tweak(&mut config);
+        SimUltravisor::new(config, &mem).map_err(|e| e.to_string())
     })();
     match setup {
-        Ok(sim) => sim,
+        Ok(sim) => (mem, sim),
         Err(e) => panic!("fuzz guest setup: {e}"),
     }
 }
@@ -99,88 +114,119 @@ pub fn encode_call(selector: u8, a: u64, b: u64) -> [u8; FUZZ_CALL_LEN] {
 pub fn fuzz_ultracalls(data: &[u8]) {
     let mut sim = fuzz_guest();
     for call in data.chunks_exact(FUZZ_CALL_LEN) {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&call[1..9]);
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&call[9..17]);
-        let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
-        // Small arguments are the interesting ones; fold half of the inputs into range.
-        let gpa = if call[0] & 0x80 != 0 {
-            a % (FUZZ_MEM_PAGES * FUZZ_PAGE + FUZZ_PAGE)
+        let (selector, a, b) = decode_call(call);
+        if selector & 0x7f == 16 {
+            sim.set_running_vcpus((fold_small(selector, b) % 2) as usize);
+            let _ = sim.kvm_svm_off();
         } else {
-            a
-        };
-        let small = if call[0] & 0x80 != 0 { b % 16 } else { b };
-        match call[0] & 0x7f {
-            0 => {
-                sim.guest_ultracall(UV_ESM, [FUZZ_ESM_GPA, FUZZ_FDT_GPA]);
-            }
-            1 => {
-                sim.guest_ultracall(UV_ESM, [gpa, small]);
-            }
-            2 => {
-                sim.guest_ultracall(UV_SHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
-            }
-            3 => {
-                sim.guest_ultracall(UV_UNSHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
-            }
-            4 => {
-                sim.guest_ultracall(UV_UNSHARE_ALL_PAGES, [a, b]);
-            }
-            5 => {
-                sim.guest_ultracall(a, [gpa, small]);
-            }
-            6 => {
-                sim.h_svm_init_start();
-            }
-            7 => {
-                sim.h_svm_init_done();
-            }
-            8 => {
-                sim.h_svm_init_abort();
-            }
-            9 => {
-                let order = if b & 1 == 0 {
-                    u64::from(FUZZ_PAGE_SHIFT)
-                } else {
-                    b >> 58
-                };
-                sim.h_svm_page_in(gpa, small & 3, order);
-            }
-            10 => {
-                sim.h_svm_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
-            }
-            11 => {
-                sim.uv_page_in(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
-            }
-            12 => {
-                sim.uv_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
-            }
-            13 => {
-                let _ = sim.host_write(gpa, &b.to_le_bytes());
-            }
-            14 => {
-                let mut buf = [0u8; 8];
-                if let (Ok(PageState::Secure), Ok(())) =
-                    (sim.page_state(gpa), sim.host_read(gpa, &mut buf))
-                {
-                    panic!("host read a secure page at {gpa:#x}");
-                }
-            }
-            15 => {
-                let mut buf = [0u8; 16];
-                let _ = sim.guest_read(gpa, &mut buf);
-                let _ = sim.guest_write(gpa, &a.to_le_bytes());
-            }
-            16 => {
-                sim.set_running_vcpus((small % 2) as usize);
-                let _ = sim.kvm_svm_off();
-            }
-            _ => {}
+            ultracall_step(&mut sim, selector, a, b);
         }
         if let Err(e) = sim.check_invariants() {
             panic!("invariant broken after call {call:?}: {e}");
         }
+    }
+}
+
+/// Split one [`FUZZ_CALL_LEN`]-byte call into its selector and two arguments.
+pub fn decode_call(call: &[u8]) -> (u8, u64, u64) {
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    if let (Some(sel), Some(ra), Some(rb)) = (call.first(), call.get(1..9), call.get(9..17)) {
+        a.copy_from_slice(ra);
+        b.copy_from_slice(rb);
+        return (*sel, u64::from_le_bytes(a), u64::from_le_bytes(b));
+    }
+    (0, 0, 0)
+}
+
+/// Small arguments are the interesting ones: with the selector's top bit set, fold `a` into
+/// the guest's memory (plus one page past its end).
+fn fold_gpa(selector: u8, a: u64) -> u64 {
+    if selector & 0x80 != 0 {
+        a % (FUZZ_MEM_PAGES * FUZZ_PAGE + FUZZ_PAGE)
+    } else {
+        a
+    }
+}
+
+/// With the selector's top bit set, fold `b` into 0..16.
+fn fold_small(selector: u8, b: u64) -> u64 {
+    if selector & 0x80 != 0 {
+        b % 16
+    } else {
+        b
+    }
+}
+
+/// One guest ultracall, UV↔KVM hcall or host/guest memory access (`selector & 0x7f` in 0..16;
+/// anything else does nothing) with arguments derived from `a` and `b`. Panics only when the
+/// host could read a secure page. Shared by the `pef_ultracalls` and `pef_lifecycle` targets.
+#[allow(clippy::panic)]
+pub fn ultracall_step(sim: &mut SimUltravisor, selector: u8, a: u64, b: u64) {
+    let gpa = fold_gpa(selector, a);
+    let small = fold_small(selector, b);
+    match selector & 0x7f {
+        0 => {
+            sim.guest_ultracall(UV_ESM, [FUZZ_ESM_GPA, FUZZ_FDT_GPA]);
+        }
+        1 => {
+            sim.guest_ultracall(UV_ESM, [gpa, small]);
+        }
+        2 => {
+            sim.guest_ultracall(UV_SHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
+        }
+        3 => {
+            sim.guest_ultracall(UV_UNSHARE_PAGE, [gpa >> FUZZ_PAGE_SHIFT, small]);
+        }
+        4 => {
+            sim.guest_ultracall(UV_UNSHARE_ALL_PAGES, [a, b]);
+        }
+        5 => {
+            sim.guest_ultracall(a, [gpa, small]);
+        }
+        6 => {
+            sim.h_svm_init_start();
+        }
+        7 => {
+            sim.h_svm_init_done();
+        }
+        8 => {
+            sim.h_svm_init_abort();
+        }
+        9 => {
+            let order = if b & 1 == 0 {
+                u64::from(FUZZ_PAGE_SHIFT)
+            } else {
+                b >> 58
+            };
+            sim.h_svm_page_in(gpa, small & 3, order);
+        }
+        10 => {
+            sim.h_svm_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
+        }
+        11 => {
+            sim.uv_page_in(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
+        }
+        12 => {
+            sim.uv_page_out(gpa, small & 1, u64::from(FUZZ_PAGE_SHIFT));
+        }
+        13 => {
+            let _ = sim.host_write(gpa, &b.to_le_bytes());
+        }
+        14 => {
+            let mut buf = [0u8; 8];
+            if let (Ok(PageState::Secure), Ok(())) =
+                (sim.page_state(gpa), sim.host_read(gpa, &mut buf))
+            {
+                panic!("host read a secure page at {gpa:#x}");
+            }
+        }
+        15 => {
+            let mut buf = [0u8; 16];
+            let _ = sim.guest_read(gpa, &mut buf);
+            let _ = sim.guest_write(gpa, &a.to_le_bytes());
+        }
+        _ => {}
     }
 }
 
@@ -262,6 +308,7 @@ mod tests {
         for (target, seeds) in [
             ("pef_esm_blob", seeds_esm_blob()),
             ("pef_ultracalls", seeds_ultracalls()),
+            ("pef_lifecycle", seeds_lifecycle()),
         ] {
             let dir = root.join(target);
             for (i, seed) in seeds.iter().enumerate() {
@@ -279,6 +326,9 @@ mod tests {
         }
         for seed in seeds_ultracalls() {
             fuzz_ultracalls(&seed);
+        }
+        for seed in seeds_lifecycle() {
+            fuzz_lifecycle(&seed);
         }
         // The session seed starts from a guest that can really become secure.
         let mut sim = fuzz_guest();
@@ -309,6 +359,19 @@ mod tests {
                 seq.extend_from_slice(&encode_call((x % 17) as u8 | 0x80, x >> 8, x >> 3));
             }
             fuzz_ultracalls(&seq);
+        }
+        // Lifecycle sequences biased towards the lifecycle operations.
+        for round in 0..60u8 {
+            let mut seq = vec![round % 4];
+            for _ in 0..16 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let sel = op::KVM_INIT + (x % u64::from(op::COUNT - op::KVM_INIT)) as u8;
+                let sel = if x & 0x100 == 0 { sel } else { (x >> 9) as u8 };
+                seq.extend_from_slice(&encode_call(sel | 0x80, x >> 12, x >> 5));
+            }
+            fuzz_lifecycle(&seq);
         }
         let blob = EsmBlob::seal(
             &UvKey::from_bytes([1; 32]),

@@ -10,18 +10,28 @@ type Body = fn(&[u8]);
 const TARGETS: &[(&str, Body)] = &[
     ("config", cgs_core::fuzzing::fuzz_config),
     ("gmem_hypercall", cgs_gmem::fuzzing::fuzz_hypercall_exit),
-    ("gmem_memory_fault", cgs_gmem::fuzzing::fuzz_memory_fault_exit),
+    (
+        "gmem_memory_fault",
+        cgs_gmem::fuzzing::fuzz_memory_fault_exit,
+    ),
     ("gmem_psc", cgs_gmem::fuzzing::fuzz_psc),
     ("gmem_tracker", cgs_gmem::fuzzing::fuzz_tracker),
     ("s390pv_se_header", cgs_s390pv::fuzzing::fuzz_se_header),
     ("s390pv_ipl_block", cgs_s390pv::fuzzing::fuzz_pv_ipl_block),
     ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
     ("pef_ultracalls", cgs_pef::fuzzing::fuzz_ultracalls),
+    ("pef_lifecycle", cgs_pef::fuzzing::fuzz_lifecycle),
     ("sev_cert_table", cgs_sev::fuzzing::fuzz_cert_table),
-    ("sev_attestation_report", cgs_sev::fuzzing::fuzz_attestation_report),
+    (
+        "sev_attestation_report",
+        cgs_sev::fuzzing::fuzz_attestation_report,
+    ),
     ("sev_cpuid_page", cgs_sev::fuzzing::fuzz_cpuid_page),
     ("measure_ovmf", cgs_sev::measure::fuzzing::fuzz_ovmf),
-    ("measure_kernel_hashes", cgs_sev::measure::fuzzing::fuzz_kernel_hashes),
+    (
+        "measure_kernel_hashes",
+        cgs_sev::measure::fuzzing::fuzz_kernel_hashes,
+    ),
     ("measure_vmsa", cgs_sev::measure::fuzzing::fuzz_vmsa),
     ("measure_idblock", cgs_sev::measure::fuzzing::fuzz_idblock),
 ];
