@@ -324,6 +324,16 @@ impl<F: SevFirmware> SevBackend<F> {
         Ok(self.vmsas())
     }
 
+    /// Register (pin) a guest RAM region of an SEV/SEV-ES guest (`KVM_MEMORY_ENCRYPT_REG_REGION`,
+    /// QEMU's RAM-block notifier). Call it for every RAM region after `kvm_init`. SNP guests use
+    /// guest_memfd and need no registration (`Ok` without a call).
+    pub fn register_memory(&mut self, vm: &VmFd, region: &VolatileSlice<'_>) -> Result<()> {
+        if self.flavour() == Flavour::SevSnp {
+            return Ok(());
+        }
+        self.firmware_mut().register_region(vm, region)
+    }
+
     /// LAUNCH_MEASURE (SEV/SEV-ES; for SEV-ES first LAUNCH_UPDATE_VMSA of every vCPU). The guest
     /// owner checks the result with [`crate::session::GuestOwner::verify_measurement`].
     pub fn measure(&mut self, vm: &VmFd) -> Result<LaunchMeasurement> {

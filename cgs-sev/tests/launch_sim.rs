@@ -435,6 +435,12 @@ fn run_sev_launch(kvm: &Kvm, policy: u32) {
     let mem = sev_memory();
     map_guest_memory(&vm, &mem).unwrap();
     guest.kvm_init(kvm, &vm).unwrap();
+    let ram = mem.get_slice(GuestAddress(MEM_GPA), MEM_SIZE).unwrap();
+    guest.backend_mut().register_memory(&vm, &ram).unwrap();
+    assert_eq!(
+        guest.backend().firmware().stats().registered_bytes,
+        MEM_SIZE as u64
+    );
     let mut vcpu = guest.create_vcpu(&vm, 0).unwrap();
     guest
         .launch_update_memory(
@@ -468,12 +474,9 @@ fn run_sev_launch(kvm: &Kvm, policy: u32) {
     let secret_gpa = MEM_GPA + 0x8000;
     let secret = b"0123456789abcdef0123456789abcdef";
     let (hdr, ct) = owner.seal_secret(&m, [9; 16], secret).unwrap();
-    let region = mem
+    let target = mem
         .get_slice(GuestAddress(secret_gpa), secret.len())
         .unwrap();
-    // SAFETY: the slice covers live guest memory owned by `mem` for the call.
-    let target =
-        unsafe { vm_memory::VolatileSlice::new(region.ptr_guard_mut().as_ptr(), secret.len()) };
     // A tampered packet is refused by name.
     let mut bad = ct.clone();
     bad[0] ^= 1;

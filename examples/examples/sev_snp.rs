@@ -243,6 +243,11 @@ fn sev_launch(
         .map_err(|e| invalid("guest memory", e))?;
     map_guest_memory(&vm, &mem)?;
     guest.kvm_init(kvm, &vm)?;
+    // Pin guest RAM (KVM_MEMORY_ENCRYPT_REG_REGION), as QEMU does for every RAM block.
+    let ram = mem
+        .get_slice(GuestAddress(base), (0x1_0000_0000 - base) as usize)
+        .map_err(|e| invalid("guest memory", e))?;
+    guest.backend_mut().register_memory(&vm, &ram)?;
     let mut vcpu = guest.create_vcpu(&vm, 0)?;
     guest.launch_update_memory(&vm, &mem, GuestAddress(gpa), data.len(), PageType::Normal)?;
     guest.set_vcpu_state(&vm, 0, &vcpu)?;
@@ -276,12 +281,9 @@ fn sev_launch(
     let mut iv = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut OsRng, &mut iv);
     let (hdr, ct) = owner.seal_secret(&m, iv, secret)?;
-    let slice = mem
+    let target = mem
         .get_slice(GuestAddress(secret_gpa), secret.len())
         .map_err(|e| invalid("guest memory", e))?;
-    // SAFETY: `slice` maps live guest memory owned by `mem` for the duration of the call.
-    let target =
-        unsafe { vm_memory::VolatileSlice::new(slice.ptr_guard_mut().as_ptr(), secret.len()) };
     guest
         .backend_mut()
         .inject_secret(&vm, secret_gpa, &hdr, &ct, &target)?;

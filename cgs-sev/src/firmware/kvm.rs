@@ -222,6 +222,14 @@ impl SevFirmware for KvmFirmware {
         }
     }
 
+    fn register_region(&mut self, vm: &VmFd, region: &VolatileSlice<'_>) -> Result<()> {
+        vm.register_enc_memory_region(&kvm_bindings::kvm_enc_region {
+            addr: slice_addr(region),
+            size: region.len() as u64,
+        })
+        .map_err(|e| map_errno("KVM_MEMORY_ENCRYPT_REG_REGION", e, 0))
+    }
+
     fn launch_start(&mut self, vm: &VmFd, p: &LaunchStart<'_>) -> Result<u32> {
         let (dh_uaddr, dh_len) = match p.dh_cert {
             Some(c) => (c.as_ptr() as u64, len_u32("DH certificate", c.len())?),

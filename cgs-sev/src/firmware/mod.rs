@@ -244,6 +244,10 @@ pub trait SevFirmware: Send {
     /// INIT / ES_INIT / INIT2.
     fn init(&mut self, vm: &VmFd, params: &InitParams) -> Result<()>;
 
+    /// `KVM_MEMORY_ENCRYPT_REG_REGION`: pin the VMM's mapping of a guest RAM region for an
+    /// SEV/SEV-ES guest (QEMU does it for every RAM block; SNP uses guest_memfd instead).
+    fn register_region(&mut self, vm: &VmFd, region: &VolatileSlice<'_>) -> Result<()>;
+
     /// LAUNCH_START; returns the guest handle.
     fn launch_start(&mut self, vm: &VmFd, params: &LaunchStart<'_>) -> Result<u32>;
 
