@@ -41,3 +41,66 @@ fn sev_snp_measure_id_block_vector() {
     assert_eq!(v.id_key_digest, id.public_key_digest());
     assert_eq!(v.author_key_digest, Some(author.public_key_digest()));
 }
+
+#[test]
+fn cgs_id_block_cli_prints_the_vector() {
+    let dir = format!("{}/tests/fixtures/measure", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgs-id-block"))
+        .args([
+            "--measurement",
+            "B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7t",
+            "--idkey",
+            "id_key_test.pem",
+            "--authorkey",
+            "author_key_test.pem",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].starts_with("id-block=B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7tAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAABAAAAAAAAAAAAAwAAAAAA,id-auth="));
+    assert_eq!(
+        lines[1],
+        "id_key_hash: hwt+NcU/inLQ0yL3WrKvgmJ5Kq9leWIs5BMcPyHyied8sFYKXjuQs5MuZ07HCcsU"
+    );
+    assert_eq!(
+        lines[2],
+        "author_key: YxEcNLv8Ckk4+aAJvQdJgNgXIyPmFZnJ/TNtqGcySOHcqY0L6PdjdqEGuK/UwKBX"
+    );
+    // Missing keys is a usage error, a bad measurement an input error.
+    let status = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cgs-id-block"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(status(&["--measurement", "AAAA"]), Some(2));
+    assert_eq!(
+        status(&[
+            "--measurement",
+            "AAAA",
+            "--idkey",
+            "id_key_test.pem",
+            "--authorkey",
+            "author_key_test.pem"
+        ]),
+        Some(1)
+    );
+    assert_eq!(
+        status(&[
+            "--measurement",
+            "B28FLQi9p6cAqipgjFyqawDrrSl7bWioWkWx5mmlWLZ+G5HShKMB/mPE+gdQRn7t",
+            "--idkey",
+            "kernel.bin",
+            "--authorkey",
+            "author_key_test.pem"
+        ]),
+        Some(1)
+    );
+}

@@ -112,3 +112,55 @@ fn library_equals_sev_snp_measure_on_debian_ovmf() {
     }
     println!("{n} digests equal sev-snp-measure 0.0.13's");
 }
+
+#[test]
+fn id_auth_from_snp_create_id_block_verifies() {
+    use base64::Engine;
+    use cgs_sev::measure::idblock::{IdAuth, IdBlock, SnpSigningKey};
+    let Some(tool) = cache()
+        .map(|c| c.join("venv/bin/snp-create-id-block"))
+        .filter(|p| p.exists())
+    else {
+        println!("SKIP: snp-create-id-block (sev-snp-measure 0.0.13) not installed");
+        return;
+    };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/measure");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ld = [0x5Au8; 48];
+    let out = Command::new(tool)
+        .args(["--measurement", &b64.encode(ld)])
+        .args([
+            "--idkey",
+            "id_key_test.pem",
+            "--authorkey",
+            "author_key_test.pem",
+        ])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.lines().next().unwrap();
+    let (block, auth) = first.split_once(",id-auth=").unwrap();
+    let block = b64.decode(block.trim_start_matches("id-block=")).unwrap();
+    let auth = IdAuth::from_bytes(&b64.decode(auth).unwrap()).unwrap();
+    assert_eq!(IdBlock::parse(&block).unwrap(), IdBlock::new(ld));
+    // sev-snp-measure's randomized signatures verify with our verifier...
+    let v = auth.verify(&block, true).unwrap();
+    let key =
+        |n: &str| SnpSigningKey::from_pem(&std::fs::read_to_string(dir.join(n)).unwrap()).unwrap();
+    assert_eq!(v.id_key_digest, key("id_key_test.pem").public_key_digest());
+    assert_eq!(
+        v.author_key_digest,
+        Some(key("author_key_test.pem").public_key_digest())
+    );
+    // ...and our encoding of the two public keys is byte-identical to theirs.
+    let ours = IdAuth::sign(
+        &IdBlock::new(ld),
+        &key("id_key_test.pem"),
+        Some(&key("author_key_test.pem")),
+    );
+    assert_eq!(ours.id_key(), auth.id_key());
+    assert_eq!(ours.author_key(), auth.author_key());
+    assert_eq!(ours.as_bytes()[..8], auth.as_bytes()[..8]);
+}
