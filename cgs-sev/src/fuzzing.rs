@@ -6,6 +6,9 @@ use crate::certs::CertTable;
 use crate::cpuid::{CpuidPage, PAGE_LEN};
 use crate::report::AttestationReport;
 
+// Live migration (issue 7): the migration stream decoder and the transport packet header.
+pub use crate::migration::fuzzing::{fuzz_migration_stream, fuzz_packet_header};
+
 /// The extended-request certificate table: parse; a parsed table must re-encode to bytes that
 /// parse to the same table and fit a buffer of exactly their length.
 #[allow(clippy::panic)]

@@ -202,6 +202,41 @@ fn a_blocked_guest_is_refused_before_the_firmware() {
 }
 
 #[test]
+fn an_sev_es_guest_stays_blocked() {
+    let Some(kvm) = kvm_or_skip("an_sev_es_guest_stays_blocked") else {
+        return;
+    };
+    use cgs_sev::firmware::{Flavour, InitParams, LaunchStart};
+    let (a, b) = platforms();
+    let mut g = destination_guest(&kvm, &a).unwrap();
+    // A fresh VM on platform A, initialised and launched as SEV-ES instead.
+    let mut fw = cgs_sev::firmware::sim::SimFirmware::new(&a);
+    fw.init(&g.vm, &InitParams::Legacy(Flavour::SevEs)).unwrap();
+    fw.launch_start(
+        &g.vm,
+        &LaunchStart {
+            handle: 0,
+            policy: SevPolicy::NODBG | SevPolicy::ES,
+            dh_cert: None,
+            session: None,
+        },
+    )
+    .unwrap();
+    fw.launch_measure(&g.vm).unwrap();
+    fw.launch_finish(&g.vm).unwrap();
+    g.fw = fw;
+    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
+        .platform_certs()
+        .unwrap();
+    let err = Outgoing::start(&mut g.fw, &g.vm, &g.mem, 1, None, &target, Vec::new()).unwrap_err();
+    match err {
+        MigrationError::Blocked(b) => assert!(b.reason.contains("SEV-ES"), "{b}"),
+        other => panic!("expected Blocked, got {other:?}"),
+    }
+    assert_eq!(g.fw.guest_state(), Some(GuestState::Running));
+}
+
+#[test]
 fn abandoning_a_migration_cancels_it() {
     let Some(kvm) = kvm_or_skip("abandoning_a_migration_cancels_it") else {
         return;

@@ -262,7 +262,9 @@ fn structural_errors_are_typed() {
     b.push(0);
     assert_eq!(
         decode_all(&b).unwrap_err(),
-        StreamError::TrailingData { bytes: 1 }
+        StreamError::TrailingData {
+            at: bytes.len() as u64
+        }
     );
     // Two streams back to back.
     let mut b = bytes.clone();

@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("gmem_tracker", cgs_gmem::fuzzing::fuzz_tracker),
     ("s390pv_se_header", cgs_s390pv::fuzzing::fuzz_se_header),
     ("s390pv_ipl_block", cgs_s390pv::fuzzing::fuzz_pv_ipl_block),
+    ("s390pv_uv_sequence", cgs_s390pv::fuzzing::fuzz_uv_sequence),
     ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
     ("pef_ultracalls", cgs_pef::fuzzing::fuzz_ultracalls),
     ("pef_lifecycle", cgs_pef::fuzzing::fuzz_lifecycle),
@@ -27,6 +28,8 @@ const TARGETS: &[(&str, Body)] = &[
         cgs_sev::fuzzing::fuzz_attestation_report,
     ),
     ("sev_cpuid_page", cgs_sev::fuzzing::fuzz_cpuid_page),
+    ("sev_migration_stream", cgs_sev::fuzzing::fuzz_migration_stream),
+    ("sev_packet_header", cgs_sev::fuzzing::fuzz_packet_header),
     ("measure_ovmf", cgs_sev::measure::fuzzing::fuzz_ovmf),
     (
         "measure_kernel_hashes",

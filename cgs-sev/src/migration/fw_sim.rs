@@ -13,7 +13,8 @@
 //!   in length (KVM's limit): the simulator does not verify certificate signatures.
 //! - `SEND_UPDATE_DATA`: one page range inside one 4 KiB page, 16-byte aligned length; the
 //!   plaintext is what the guest sees (the VMM's mapping, see the simulator's module docs),
-//!   sealed with a fresh IV under TEK/TIK, context 0x02.
+//!   sealed under TEK/TIK, context 0x02, with a fresh IV (a random per-session prefix and the
+//!   packet number, so keystreams never overlap).
 //! - `SEND_FINISH`: SUPDATE → SENT (the source can no longer run); `SEND_CANCEL`: SUPDATE →
 //!   RUNNING.
 //! - `RECEIVE_START`: a new context in RUPDATE, the session unwrapped with ECDH between this
@@ -59,6 +60,24 @@ const USAGE_PEK: u32 = 0x1002;
 pub(crate) struct MigrationState {
     /// IVs of the packets `RECEIVE_UPDATE_DATA` accepted in the current session.
     seen_ivs: BTreeSet<[u8; 16]>,
+    /// SEND: random per-session IV prefix.
+    iv_prefix: [u8; 8],
+    /// SEND: packets sealed in this session.
+    packets: u32,
+}
+
+impl MigrationState {
+    /// A fresh IV: `prefix (random per session) ‖ packet number (u32 BE) ‖ 0 (u32)`. AES-CTR
+    /// counts blocks in the low 32 bits, so no two packets of a session (at most 16 KiB each)
+    /// share keystream.
+    fn next_iv(&mut self) -> Option<[u8; 16]> {
+        let n = self.packets;
+        self.packets = n.checked_add(1)?;
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&self.iv_prefix);
+        iv[8..12].copy_from_slice(&n.to_be_bytes());
+        Some(iv)
+    }
 }
 
 fn replayed(op: &'static str) -> Error {
@@ -135,6 +154,8 @@ impl SimFirmware {
         OsRng.fill_bytes(&mut iv);
         let blob = wrap_session(&keys, policy, &z[..], nonce, iv);
         g.keys = Some(keys);
+        OsRng.fill_bytes(&mut g.migration.iv_prefix);
+        g.migration.packets = 0;
         g.state = GuestState::SendUpdate;
         Ok(SendSession {
             policy,
@@ -152,14 +173,16 @@ impl SimFirmware {
         check_page_range(OP_SEND_UPDATE, gpa, page.len())?;
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_SEND_UPDATE, GuestState::SendUpdate)?;
+        let iv = g
+            .migration
+            .next_iv()
+            .ok_or_else(|| fw(OP_SEND_UPDATE, SevStatus::RESOURCE_LIMIT))?;
         let keys = g
             .keys
             .as_ref()
             .ok_or_else(|| fw(OP_SEND_UPDATE, SevStatus::INVALID_GUEST_STATE))?;
         let mut plain = zeroize::Zeroizing::new(vec![0u8; page.len()]);
         page.copy_to(&mut plain[..]);
-        let mut iv = [0u8; 16];
-        OsRng.fill_bytes(&mut iv);
         seal_packet(keys, PacketContext::Data, iv, &plain, &[])
             .map_err(|e| fw(OP_SEND_UPDATE, session_status(&e)))
     }

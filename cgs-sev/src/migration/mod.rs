@@ -7,6 +7,7 @@
 //! - [`intrahost`]: moving or mirroring an encryption context between VMs of one host.
 //! - [`testing`]: a guest that keeps writing memory, for tests and examples.
 
+mod checksum;
 mod wire;
 
 pub mod backend;

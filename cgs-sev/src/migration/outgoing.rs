@@ -23,9 +23,11 @@ use cgs_core::{Error, MigrationBlocker};
 
 use super::error::MigrationError;
 use super::firmware::PlatformCerts;
+use super::optin::REASON_SEV_ES;
 use super::stream::*;
 use super::vcpu::VcpuState;
 use crate::firmware::SevFirmware;
+use crate::policy::SevPolicy;
 
 const NEVER: u8 = 0;
 const AS_SHARED: u8 = 1;
@@ -131,6 +133,13 @@ impl<'a, F: SevFirmware + ?Sized, W: Write> Outgoing<'a, F, W> {
         if let Some(b) = blocker {
             return Err(MigrationError::Blocked(b));
         }
+        // Whatever the caller's blocker says, an SEV-ES guest's registers are encrypted and KVM
+        // cannot move them (no SEND_UPDATE_VMSA).
+        if SevPolicy(fw.guest_status(vm)?.policy).is_es() {
+            return Err(MigrationError::Blocked(MigrationBlocker::new(
+                REASON_SEV_ES,
+            )));
+        }
         let layout = layout_of(mem)?;
         let own = fw.platform_certs()?;
         let session = fw.send_start(vm, target)?;
@@ -147,7 +156,7 @@ impl<'a, F: SevFirmware + ?Sized, W: Write> Outgoing<'a, F, W> {
         // From here on, a failure drops `this`, which cancels the send.
         let mut stream_id = [0u8; 16];
         OsRng.fill_bytes(&mut stream_id);
-        let mut enc = Encoder::new(out)?;
+        let mut enc = Encoder::pipelined(out)?;
         enc.write(&Record::Header(StreamHeader {
             policy: session.policy,
             vcpus,

@@ -26,6 +26,7 @@ use std::io::Write;
 
 use sha2::{Digest, Sha256};
 
+use super::checksum::Checksum;
 use super::vcpu::{VcpuState, VCPU_STATE_LEN};
 use super::wire::{Reader, Writer};
 use crate::session::{PacketHeader, PACKET_HEADER_LEN};
@@ -134,10 +135,10 @@ pub enum StreamError {
     #[error("stream checksum mismatch: the stream was corrupted")]
     ChecksumMismatch,
     /// Bytes follow the finish record.
-    #[error("{bytes} bytes after the end of the stream")]
+    #[error("bytes follow the end of the stream (at offset {at})")]
     TrailingData {
-        /// How many.
-        bytes: usize,
+        /// The stream's length: where the unexpected bytes begin.
+        at: u64,
     },
 }
 
@@ -843,23 +844,32 @@ pub enum EncodeError {
 pub struct Encoder<W: Write> {
     out: W,
     seq: Sequencer,
-    hasher: Sha256,
+    sum: Checksum,
     bytes: u64,
 }
 
 impl<W: Write> Encoder<W> {
     /// Start a stream on `out` (writes the preamble).
-    pub fn new(mut out: W) -> Result<Self, EncodeError> {
+    pub fn new(out: W) -> Result<Self, EncodeError> {
+        Self::start(out, Checksum::inline())
+    }
+
+    /// Like [`new`](Self::new), with the checksum computed on a helper thread, overlapping the
+    /// caller's work (the source's page encryption).
+    pub fn pipelined(out: W) -> Result<Self, EncodeError> {
+        Self::start(out, Checksum::pipelined())
+    }
+
+    fn start(mut out: W, mut sum: Checksum) -> Result<Self, EncodeError> {
         let mut pre = [0u8; PREAMBLE_LEN];
         pre[..8].copy_from_slice(&STREAM_MAGIC);
         pre[8..10].copy_from_slice(&STREAM_VERSION.to_le_bytes());
         out.write_all(&pre)?;
-        let mut hasher = Sha256::new();
-        hasher.update(pre);
+        sum.update(pre.to_vec());
         Ok(Encoder {
             out,
             seq: Sequencer::default(),
-            hasher,
+            sum,
             bytes: PREAMBLE_LEN as u64,
         })
     }
@@ -889,17 +899,20 @@ impl<W: Write> Encoder<W> {
         let f = frame(rec.tag(), seq, &payload);
         self.out.write_all(&f)?;
         self.out.write_all(&payload)?;
-        if hashed {
-            self.hasher.update(f);
-            self.hasher.update(&payload);
-        }
         self.bytes += (FRAME_HEADER_LEN + payload.len()) as u64;
+        if hashed {
+            self.sum.update(f.to_vec());
+            self.sum.update(payload);
+        }
         Ok(())
     }
 
     /// Write the finish record (count and checksum), flush, and return the output.
     pub fn finish(mut self) -> Result<W, EncodeError> {
-        let digest: [u8; 32] = self.hasher.clone().finalize().into();
+        let sum = std::mem::replace(&mut self.sum, Checksum::inline());
+        let digest = sum
+            .finish()
+            .ok_or_else(|| std::io::Error::other("the stream checksum thread failed"))?;
         let rec = Record::Finish(Finish {
             records: self.seq.next_seq(),
             digest,
@@ -920,6 +933,7 @@ pub struct Decoder {
     preamble: bool,
     seq: Sequencer,
     hasher: Sha256,
+    consumed: u64,
     failed: Option<StreamError>,
 }
 
@@ -938,6 +952,7 @@ impl Decoder {
             preamble: false,
             seq: Sequencer::default(),
             hasher: Sha256::new(),
+            consumed: 0,
             failed: None,
         }
     }
@@ -991,7 +1006,7 @@ impl Decoder {
             return if avail.is_empty() {
                 Ok(None)
             } else {
-                Err(StreamError::TrailingData { bytes: avail.len() })
+                Err(StreamError::TrailingData { at: self.consumed })
             };
         }
         if !self.preamble {
@@ -1018,6 +1033,7 @@ impl Decoder {
             }
             self.hasher.update(&avail[..PREAMBLE_LEN]);
             self.start += PREAMBLE_LEN;
+            self.consumed += PREAMBLE_LEN as u64;
             self.preamble = true;
             return self.step();
         }
@@ -1066,6 +1082,7 @@ impl Decoder {
             self.hasher.update(&avail[..total]);
         }
         self.start += total;
+        self.consumed += total as u64;
         Ok(Some(rec))
     }
 
@@ -1080,7 +1097,7 @@ impl Decoder {
             return if have == 0 {
                 Ok(())
             } else {
-                Err(self.fail(StreamError::TrailingData { bytes: have }))
+                Err(self.fail(StreamError::TrailingData { at: self.consumed }))
             };
         }
         let inside = if !self.preamble {
