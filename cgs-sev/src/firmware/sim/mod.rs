@@ -831,7 +831,8 @@ impl SevFirmware for SimFirmware {
                 return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_GUEST_STATE));
             }
             let spa = spa_pfn(asid, gfn).ok_or_else(|| kvm_err(OP_SNP_UPDATE, libc::EINVAL))?;
-            let entry = p.rmp.entry(spa).unwrap_or_default();
+            let before = p.rmp.entry(spa).unwrap_or_default();
+            let entry = before;
             if !entry.assigned || entry.asid != asid || entry.gpa != gfn * 4096 {
                 // The GFN is not private: KVM refuses before the firmware sees it.
                 return Err(kvm_err(OP_SNP_UPDATE, libc::EINVAL));
@@ -839,6 +840,16 @@ impl SevFirmware for SimFirmware {
             if entry.validated {
                 return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PAGE_STATE));
             }
+            // KVM's populate step: RMPUPDATE to the immutable Pre-Guest state before the firmware
+            // sees the page (`rmp_make_private(.., immutable = true)`).
+            let pre_guest = RmpUpdate {
+                immutable: true,
+                ..RmpUpdate::private(gfn * 4096, asid, PageSize::Size4K)
+            };
+            if p.rmp.update(spa, pre_guest).is_err() {
+                return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PAGE_STATE));
+            }
+            let entry = p.rmp.entry(spa).unwrap_or_default();
             let page = u
                 .source
                 .subslice(u.done, 4096)
@@ -865,7 +876,16 @@ impl SevFirmware for SimFirmware {
                     [0; 48]
                 }
                 SnpPageType::Cpuid => {
-                    let provided = CpuidPage::from_bytes(&bytes)?;
+                    let Ok(provided) = CpuidPage::from_bytes(&bytes) else {
+                        // A malformed page (count > 64): rejected, the page reclaimed.
+                        p.rmp
+                            .firmware_set(spa, before)
+                            .map_err(|e| Error::Backend {
+                                context: "SNP_LAUNCH_UPDATE (simulated reclaim)".into(),
+                                source: Box::new(e),
+                            })?;
+                        return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PARAM));
+                    };
                     let mut corrected = provided.clone();
                     for f in corrected.entries.iter_mut() {
                         for &(leaf, sub, reg, mask) in &rules {
@@ -877,6 +897,13 @@ impl SevFirmware for SimFirmware {
                     if corrected != provided {
                         let fixed = corrected.to_bytes()?;
                         page.copy_from(&fixed);
+                        // KVM reclaims the page on failure: back to its state before the call.
+                        p.rmp
+                            .firmware_set(spa, before)
+                            .map_err(|e| Error::Backend {
+                                context: "SNP_LAUNCH_UPDATE (simulated reclaim)".into(),
+                                source: Box::new(e),
+                            })?;
                         return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PARAM));
                     }
                     [0; 48]
