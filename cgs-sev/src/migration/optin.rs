@@ -193,7 +193,8 @@ impl MigrationControl {
 }
 
 /// Set the SEV backend's migration blocker from the guest's opt-in state: call it after every
-/// `MSR_KVM_MIGRATION_CONTROL` write and after a guest reset. SEV-ES and SNP backends stay
+/// `MSR_KVM_MIGRATION_CONTROL` write, and on a guest reset after [`MigrationControl::guest_reset`]
+/// (the backend's own `reset` does not know about the opt-in). SEV-ES and SNP backends stay
 /// blocked.
 pub fn apply<F: SevFirmware>(ctl: &MigrationControl, backend: &mut SevBackend<F>) -> Result<()> {
     let blocker = ctl.blocker(backend.platform());

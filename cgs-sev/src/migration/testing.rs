@@ -177,7 +177,7 @@ pub fn destination_guest(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<SimGu
 }
 
 /// GPA of the reset-vector page of [`launch_with_backend`] guests.
-pub const RESET_PAGE_GPA: u64 = 0xFFFF_F000;
+pub use crate::testing::RESET_PAGE_GPA;
 
 /// A reset-vector page: at offset 0xFF0 (the vCPU's first instruction, CS base 0xFFFF0000, IP
 /// 0xFFF0) a far jump to `0000:COUNTER_LOAD_ADDR`, the counter payload.
