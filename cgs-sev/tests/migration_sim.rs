@@ -606,3 +606,78 @@ fn real_kvm_has_no_sev_migration_here() {
         Err(Error::Unsupported { .. })
     ));
 }
+
+/// Re-encode `recs` (without their finish record) into a stream.
+fn reencode(recs: &[Record]) -> Vec<u8> {
+    let mut enc = stream::Encoder::new(Vec::new()).unwrap();
+    for r in recs {
+        if !matches!(r, Record::Finish(_)) {
+            enc.write(r).unwrap();
+        }
+    }
+    enc.finish().unwrap()
+}
+
+#[test]
+fn well_formed_but_inconsistent_streams_are_refused() {
+    let Some(kvm) = kvm_or_skip("well_formed_but_inconsistent_streams_are_refused") else {
+        return;
+    };
+    let (a, b) = platforms();
+    let m = migrate_out(&kvm, &a, &b);
+    let recs = stream::decode_all(&m.bytes).unwrap();
+
+    // A page that was only sent in round 0 is dropped (and the round count fixed up).
+    let mut missing = Vec::new();
+    for r in &recs {
+        match r {
+            Record::EncryptedPage(p) if p.gpa == 0x2000 => continue,
+            Record::Round(r) if r.index == 0 => missing.push(Record::Round(stream::Round {
+                index: 0,
+                pages: r.pages - 1,
+            })),
+            other => missing.push(other.clone()),
+        }
+    }
+    let (res, state) = migrate_in(&kvm, &b, &reencode(&missing));
+    match res {
+        Err(MigrationError::Mismatch(why)) => {
+            assert!(why.contains("0x2000 was never sent"), "{why}")
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+    assert_eq!(state, Some(GuestState::ReceiveUpdate), "no RECEIVE_FINISH");
+
+    // A page sent encrypted is declared shared at the end.
+    let mut wrong = recs.clone();
+    for r in &mut wrong {
+        if let Record::SharedRanges(ranges) = r {
+            ranges.insert(
+                0,
+                stream::GpaRange {
+                    gpa: 0x1000,
+                    pages: 1,
+                },
+            );
+        }
+    }
+    let (res, state) = migrate_in(&kvm, &b, &reencode(&wrong));
+    match res {
+        Err(MigrationError::Mismatch(why)) => assert!(why.contains("0x1000"), "{why}"),
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+    assert_eq!(state, Some(GuestState::ReceiveUpdate));
+
+    // A destination with another memory layout or vCPU count refuses the header.
+    let mut d = destination_guest(&kvm, &b).unwrap();
+    let mut inc = Incoming::new(&mut d.fw, &d.vm, &d.mem, 2).unwrap();
+    assert!(matches!(
+        inc.feed(&m.bytes),
+        Err(MigrationError::Mismatch(_))
+    ));
+    assert!(matches!(
+        inc.finish(&mut d.tracker),
+        Err(MigrationError::Mismatch(_))
+    ));
+    assert_eq!(d.fw.guest_state(), None);
+}
