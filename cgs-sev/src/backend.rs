@@ -474,12 +474,18 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
         let req_certs = self.req_certs;
         let policy_bits = self.firmware().snp_policy_bits(kvm);
         match &mut self.launch {
+            // A retried kvm_init continues where a failed one stopped (the firmware context of a
+            // finished step cannot be undone).
             Launch::Sev(l) => {
-                l.init(vm, legacy, features)?;
+                if l.state() == LaunchState::New {
+                    l.init(vm, legacy, features)?;
+                }
                 l.start(vm, &start)?;
             }
             Launch::Snp(l) => {
-                l.init(vm, features)?;
+                if l.state() == LaunchState::New {
+                    l.init(vm, features)?;
+                }
                 let mask = kvm.check_extension_raw(u64::from(KVM_CAP_EXIT_HYPERCALL));
                 if mask > 0 && (mask as u64) & (1 << KVM_HC_MAP_GPA_RANGE) != 0 {
                     let mut cap = kvm_enable_cap {
@@ -490,7 +496,9 @@ impl<F: SevFirmware> ConfidentialBackend for SevBackend<F> {
                     vm.enable_cap(&cap)
                         .map_err(|e| Error::kvm("KVM_ENABLE_CAP(KVM_CAP_EXIT_HYPERCALL)", e))?;
                 }
-                l.start(vm, policy_bits)?;
+                if l.state() == LaunchState::Initialized {
+                    l.start(vm, policy_bits)?;
+                }
                 if req_certs {
                     l.enable_req_certs(kvm, vm)?;
                 }

@@ -53,6 +53,10 @@ fn session_files_are_read_and_used() {
     let vm = guest.create_vm(&kvm).unwrap();
     let e = guest.kvm_init(&kvm, &vm).unwrap_err();
     assert!(e.to_string().contains("POLICY_FAILURE"), "{e}");
+    // A retry continues after INIT (no "INIT twice" sequence error) and fails the same way.
+    let e = guest.kvm_init(&kvm, &vm).unwrap_err();
+    assert!(cgs_sev::launch::sequence_error(&e).is_none(), "{e}");
+    assert!(e.to_string().contains("POLICY_FAILURE"), "{e}");
 }
 
 #[test]
