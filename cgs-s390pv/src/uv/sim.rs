@@ -722,6 +722,8 @@ impl Ultravisor for SimUltravisor {
 
 mod dump;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 pub use dump::open_dump_blob;
