@@ -152,7 +152,7 @@ impl MemoryAttributes for RecordingAttributes {
         let start = gpa >> 12;
         let end = start.saturating_add(size >> 12);
         self.record
-            .set(start..end, state)
+            .fill(start..end, state)
             .map_err(|e| Error::invalid_input("memory attributes range", e.to_string()))?;
         self.calls += 1;
         Ok(())

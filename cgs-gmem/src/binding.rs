@@ -200,8 +200,14 @@ impl GmemLayout {
         true
     }
 
-    /// The pieces of `[gpa, gpa + size)` per slot: (slot, offset in slot, length).
-    fn pieces(&self, gpa: u64, size: u64) -> Result<Vec<(&GmemSlot, u64, u64)>> {
+    /// Call `f(slot, offset in slot, length)` for the pieces of `[gpa, gpa + size)`, which
+    /// must be fully covered by slots (checked before the first call).
+    fn for_each_piece(
+        &self,
+        gpa: u64,
+        size: u64,
+        mut f: impl FnMut(&GmemSlot, u64, u64) -> Result<()>,
+    ) -> Result<()> {
         if !self.covers(gpa, size) {
             return Err(Error::invalid_input(
                 "guest range",
@@ -209,15 +215,14 @@ impl GmemLayout {
             ));
         }
         let end = gpa + size;
-        let mut out = Vec::new();
         let mut at = gpa;
         while at < end {
             let Some(s) = self.find(at) else { break };
             let len = s.end().min(end) - at;
-            out.push((s, at - s.gpa, len));
+            f(s, at - s.gpa, len)?;
             at += len;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// One past the highest GPA any slot covers (0 when empty).
@@ -228,18 +233,17 @@ impl GmemLayout {
 
 impl Discard for GmemLayout {
     fn discard_private(&mut self, gpa: u64, size: u64) -> Result<()> {
-        for (s, off, len) in self.pieces(gpa, size)? {
-            s.gmem.punch_hole(s.gmem_offset + off, len)?;
-        }
-        Ok(())
+        self.for_each_piece(gpa, size, |s, off, len| {
+            s.gmem.punch_hole(s.gmem_offset + off, len)
+        })
     }
 
     fn discard_shared(&mut self, gpa: u64, size: u64) -> Result<()> {
-        for (s, off, len) in self.pieces(gpa, size)? {
+        self.for_each_piece(gpa, size, |s, off, len| {
             let advice = match s.shared_discard {
                 SharedDiscard::DontNeed => libc::MADV_DONTNEED,
                 SharedDiscard::Remove => libc::MADV_REMOVE,
-                SharedDiscard::Keep => continue,
+                SharedDiscard::Keep => return Ok(()),
             };
             let addr = (s.userspace_addr + off) as *mut libc::c_void;
             // SAFETY: the range lies inside the slot's shared mapping, which the `bind` caller
@@ -253,7 +257,7 @@ impl Discard for GmemLayout {
                     "madvise(MADV_DONTNEED)"
                 }));
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -441,7 +441,7 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
             }
         }
         // 4. tracker
-        if let Err(e) = self.tracker.set(frames, to) {
+        if let Err(e) = self.tracker.fill(frames, to) {
             let rb = self.undo_attributes(&changed, to);
             return Err(fail(
                 Step::UpdateTracker,
@@ -454,7 +454,7 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
             let mut rb: Vec<Error> = e.undo_errors.drain(..).collect();
             for r in &changed {
                 // Cannot fail: the runs are inside the tracker.
-                if let Err(te) = self.tracker.set(r.clone(), to.opposite()) {
+                if let Err(te) = self.tracker.fill(r.clone(), to.opposite()) {
                     rb.push(Error::invalid_input("page range", te.to_string()));
                 }
             }

@@ -44,9 +44,11 @@ impl std::fmt::Display for MemState {
     }
 }
 
-/// Bytes one run costs in the map representation (a `BTreeMap<u64, u64>` entry with node
-/// overhead at the typical fill factor); used to decide between map and bitmap.
-pub const RUN_COST_BYTES: u64 = 32;
+/// Upper bound of the bytes one run costs in the map representation: a `BTreeMap<u64, u64>`
+/// leaf node is 192 bytes for at least 5 entries when nodes are least full, plus internal nodes.
+/// Used to decide between map and bitmap, so the map never outgrows the bitmap; the measured
+/// cost is about 34 bytes per run (see the `tracker` benchmark).
+pub const RUN_COST_BYTES: u64 = 48;
 
 /// A range outside the tracker.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,7 +124,8 @@ impl PageTracker {
         matches!(self.repr, Repr::Bitmap { .. })
     }
 
-    /// Estimated heap bytes used (map: runs × [`RUN_COST_BYTES`]; bitmap: its size).
+    /// Heap bytes used: an upper bound for the map (runs × [`RUN_COST_BYTES`]), exact for the
+    /// bitmap.
     pub fn memory_bytes(&self) -> u64 {
         match &self.repr {
             Repr::Runs(m) => m.len() as u64 * RUN_COST_BYTES,
@@ -170,7 +173,8 @@ impl PageTracker {
             (Repr::Bitmap { bits, .. }, state) => {
                 let want = state.is_private();
                 let start = find(bits, from, limit, want)?;
-                let end = find(bits, start, self.pages, !want).unwrap_or(self.pages);
+                // The run is clipped to `limit` below, so there is no need to look further.
+                let end = find(bits, start, limit, !want).unwrap_or(limit);
                 start..end
             }
         };
@@ -203,9 +207,21 @@ impl PageTracker {
     ) -> Result<Vec<Range<u64>>, OutOfRange> {
         self.check(&range)?;
         let changed: Vec<Range<u64>> = self.runs(range.clone(), state.opposite()).collect();
-        if changed.is_empty() {
-            return Ok(changed);
+        if !changed.is_empty() {
+            self.apply(range, state);
         }
+        Ok(changed)
+    }
+
+    /// Like [`PageTracker::set`] without reporting what changed (cheaper).
+    pub fn fill(&mut self, range: Range<u64>, state: MemState) -> Result<(), OutOfRange> {
+        self.check(&range)?;
+        self.apply(range, state);
+        Ok(())
+    }
+
+    /// Set a checked range.
+    fn apply(&mut self, range: Range<u64>, state: MemState) {
         match &mut self.repr {
             Repr::Runs(m) => {
                 match state {
@@ -228,7 +244,6 @@ impl PageTracker {
                 }
             }
         }
-        Ok(changed)
     }
 
     fn switch_to_bitmap(&mut self) {
@@ -274,14 +289,11 @@ impl Iterator for Runs<'_> {
 /// Merge `[s, e)` into the private runs.
 fn insert_run(m: &mut BTreeMap<u64, u64>, r: Range<u64>) {
     let (mut s, mut e) = (r.start, r.end);
-    // Runs that overlap or touch [s, e]: start <= e and end >= s.
-    let touching: Vec<(u64, u64)> = m
-        .range(..=e)
-        .rev()
-        .take_while(|(_, &end)| end >= s)
-        .map(|(&a, &b)| (a, b))
-        .collect();
-    for (a, b) in touching {
+    // Absorb runs that overlap or touch [s, e]: start <= e and end >= s.
+    while let Some((&a, &b)) = m.range(..=e).next_back() {
+        if b < s {
+            break;
+        }
         m.remove(&a);
         s = s.min(a);
         e = e.max(b);
@@ -292,19 +304,19 @@ fn insert_run(m: &mut BTreeMap<u64, u64>, r: Range<u64>) {
 /// Remove `[s, e)` from the private runs.
 fn remove_run(m: &mut BTreeMap<u64, u64>, r: Range<u64>) {
     let (s, e) = (r.start, r.end);
-    let overlapping: Vec<(u64, u64)> = m
-        .range(..e)
-        .rev()
-        .take_while(|(_, &end)| end > s)
-        .map(|(&a, &b)| (a, b))
-        .collect();
-    for (a, b) in overlapping {
-        m.remove(&a);
-        if a < s {
-            m.insert(a, s);
+    // Runs that overlap [s, e), from the last one down; a kept right part starts at e and a
+    // kept left part ends at s, so neither is visited again.
+    while let Some((&a, &b)) = m.range(..e).next_back() {
+        if b <= s {
+            break;
         }
+        m.remove(&a);
         if b > e {
             m.insert(e, b);
+        }
+        if a < s {
+            m.insert(a, s);
+            break;
         }
     }
 }
