@@ -555,6 +555,14 @@ fn two_guests_encrypt_the_same_page_differently() {
             )
             .unwrap();
         let page = mem.read(RESET_PAGE_GPA, 4096).unwrap();
+        let fw = guest.backend().firmware();
+        let whole = fw.host_view(RESET_PAGE_GPA, &page).unwrap();
+        let part = fw.host_view(RESET_PAGE_GPA + 100, &page[100..300]).unwrap();
+        assert_eq!(
+            &whole[100..300],
+            &part[..],
+            "the view does not depend on the read's start"
+        );
         views.push(
             guest
                 .backend()
