@@ -28,6 +28,7 @@ pub mod diag308;
 pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host_keys;
 pub mod image;
 pub mod ipl;
 pub mod lifecycle;
