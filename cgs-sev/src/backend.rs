@@ -365,6 +365,19 @@ impl<F: SevFirmware> SevBackend<F> {
             .inject_secret(vm, gpa, header, ciphertext, target)
     }
 
+    /// DBG_DECRYPT of guest memory at `gpa` (SEV/SEV-ES with a policy that allows debugging;
+    /// `POLICY_FAILURE` under NODBG).
+    pub fn dbg_decrypt(
+        &mut self,
+        vm: &VmFd,
+        gpa: u64,
+        src: &VolatileSlice<'_>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        self.sev_launcher("DBG_DECRYPT")?;
+        self.firmware_mut().dbg_decrypt(vm, gpa, src, dst)
+    }
+
     /// GET_ATTESTATION_REPORT (SEV/SEV-ES, after [`measure`](Self::measure)).
     pub fn attestation_report(&mut self, vm: &VmFd, mnonce: [u8; 16]) -> Result<Vec<u8>> {
         self.sev_launcher("GET_ATTESTATION_REPORT")?

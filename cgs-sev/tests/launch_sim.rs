@@ -497,6 +497,12 @@ fn run_sev_launch(kvm: &Kvm, policy: u32) {
         .firmware()
         .host_view(secret_gpa, &seen)
         .unwrap();
+    let mut clear = vec![0u8; secret.len()];
+    let e = guest
+        .backend_mut()
+        .dbg_decrypt(&vm, secret_gpa, &target, &mut clear)
+        .unwrap_err();
+    assert_eq!(status_of(&e), Some(SevStatus::POLICY_FAILURE), "NODBG: {e}");
     assert_ne!(&host[..], &secret[..], "the host sees ciphertext");
 
     let report = guest
@@ -653,4 +659,38 @@ fn snp_ovmf_fixture_launch_matches_offline_digest() {
         report.body.measurement,
         snp_launch_digest(&ovmf, &inputs).unwrap()
     );
+}
+
+#[test]
+fn sev_debug_policy_allows_dbg_decrypt() {
+    use cgs_sev::firmware::{Flavour, InitParams, LaunchStart, SevFirmware};
+    let Some(kvm) = kvm_or_skip("sev_debug_policy_allows_dbg_decrypt") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let vm = kvm.create_vm().unwrap();
+    let mut buf = vec![0x5Au8; 4096];
+    let plain = buf.clone();
+    let src = vm_memory::VolatileSlice::from(&mut buf[..]);
+    let mut fw = SimFirmware::new(&platform);
+    fw.init(&vm, &InitParams::Legacy(Flavour::Sev)).unwrap();
+    fw.launch_start(
+        &vm,
+        &LaunchStart {
+            handle: 0,
+            policy: 0,
+            dh_cert: None,
+            session: None,
+        },
+    )
+    .unwrap();
+    fw.launch_update_data(&vm, 0x1000, &src).unwrap();
+    assert_ne!(fw.host_view(0x1000, &plain).unwrap(), plain);
+    let mut clear = vec![0u8; 4096];
+    fw.dbg_decrypt(&vm, 0x1000, &src, &mut clear).unwrap();
+    assert_eq!(
+        clear, plain,
+        "debugging allowed: the host reads the guest's view"
+    );
+    assert!(fw.dbg_decrypt(&vm, 0x1001, &src, &mut clear).is_err());
 }

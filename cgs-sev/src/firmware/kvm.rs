@@ -382,6 +382,28 @@ impl SevFirmware for KvmFirmware {
         })
     }
 
+    fn dbg_decrypt(
+        &mut self,
+        vm: &VmFd,
+        _gpa: u64,
+        src: &VolatileSlice<'_>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::invalid_input(
+                "DBG_DECRYPT",
+                "source and destination differ in length",
+            ));
+        }
+        let mut d = kvm_sev_dbg {
+            src_uaddr: slice_addr(src),
+            dst_uaddr: dst.as_mut_ptr() as u64,
+            len: len_u32("DBG_DECRYPT range", dst.len())?,
+            ..Default::default()
+        };
+        self.issue(vm, "KVM_SEV_DBG_DECRYPT", KVM_SEV_DBG_DECRYPT, Some(&mut d))
+    }
+
     fn snp_launch_start(&mut self, vm: &VmFd, p: &SnpLaunchStart) -> Result<()> {
         let mut start = kvm_sev_snp_launch_start {
             policy: p.policy,

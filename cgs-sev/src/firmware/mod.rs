@@ -281,6 +281,16 @@ pub trait SevFirmware: Send {
     /// GUEST_STATUS.
     fn guest_status(&mut self, vm: &VmFd) -> Result<GuestStatus>;
 
+    /// DBG_DECRYPT: read guest memory at `gpa` (the VMM's mapping `src`) in the clear into
+    /// `dst` (same length; 16-byte aligned). Refused unless the policy allows debugging.
+    fn dbg_decrypt(
+        &mut self,
+        vm: &VmFd,
+        gpa: u64,
+        src: &VolatileSlice<'_>,
+        dst: &mut [u8],
+    ) -> Result<()>;
+
     /// SNP_LAUNCH_START.
     fn snp_launch_start(&mut self, vm: &VmFd, params: &SnpLaunchStart) -> Result<()>;
 

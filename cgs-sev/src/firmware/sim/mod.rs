@@ -742,6 +742,29 @@ impl SevFirmware for SimFirmware {
         })
     }
 
+    fn dbg_decrypt(
+        &mut self,
+        _vm: &VmFd,
+        gpa: u64,
+        src: &VolatileSlice<'_>,
+        dst: &mut [u8],
+    ) -> Result<()> {
+        const OP: &str = "KVM_SEV_DBG_DECRYPT";
+        self.require_flavour(OP, false)?;
+        if src.len() != dst.len() || dst.is_empty() || dst.len() % 16 != 0 || gpa % 16 != 0 {
+            return Err(kvm_err(OP, libc::EINVAL));
+        }
+        let p = self.platform.lock();
+        let g = self.guest_ref(&p, OP)?;
+        if g.policy as u32 & SevPolicy::NODBG != 0 {
+            return Err(fw(OP, SevStatus::POLICY_FAILURE));
+        }
+        // The VMM's mapping holds what the guest sees (see the module docs): that is the
+        // decryption of the host's view.
+        src.copy_to(dst);
+        Ok(())
+    }
+
     fn snp_launch_start(&mut self, _vm: &VmFd, s: &SnpLaunchStart) -> Result<()> {
         self.require_flavour(OP_SNP_START, true)?;
         if self.handle.is_some() {
