@@ -2,7 +2,7 @@
 # cgs-measure against sev-snp-measure 0.0.13 on Debian's OVMF images (and the synthetic
 # kernel-hashes fixture): every mode, several vCPU counts and types, each VMM type, both
 # guest-feature defaults, with and without kernel/initrd/append, hex/base64/-v output, and the
-# --dump-vmsa pages. Fails on any difference in stdout, exit status or dumped VMSA bytes.
+# --dump-vmsa pages, and snp:svsm. Fails on any difference in stdout, exit status or dumped VMSA bytes.
 #
 # Environment: CGS_MEASURE_BIN (use this binary instead of building one), CGS_ORACLE_CACHE
 # (passed to oracles.sh).
@@ -104,6 +104,19 @@ for img in "${images[@]}"; do
         compare --mode snp --vcpus 2 --vmm-type gce --dump-vmsa --ovmf "$img" $k
     done
 done
+# snp:svsm (Coconut-SVSM below OVMF and its variable store), on the synthetic SVSM image.
+svsm=$fixtures/svsm_synthetic.bin
+for img in "$ovmf_dir/OVMF_CODE.fd" "$ovmf_dir/OVMF_CODE_4M.fd"; do
+    for vcpus in 1 4 64; do
+        compare --mode snp:svsm --vcpus $vcpus --vcpu-type EPYC-Milan --svsm "$svsm" --vars-size 540672 --ovmf "$img"
+    done
+    compare --mode snp:svsm --vcpus 3 --vcpu-sig 0xA10F10 --svsm "$svsm" --vars-file "$ovmf_dir/OVMF_VARS_4M.fd" --dump-vmsa --ovmf "$img"
+    compare --mode snp:svsm --vcpus 2 --vcpu-type EPYC --svsm "$svsm" --vars-size 131072 --output-format base64 -v --ovmf "$img"
+done
+compare --mode snp:svsm --vcpus 2 --vcpu-type EPYC --svsm "$svsm" --ovmf "$img"
+compare --mode snp:svsm --vcpus 2 --vmm-type gce --svsm "$svsm" --vars-size 4096 --ovmf "$img"
+compare --mode snp:svsm --vcpus 2 --vcpu-type EPYC --svsm "$svsm" --vars-size 4096 --vars-file "$kernel" --ovmf "$img"
+
 # Usage errors (argparse exits 2) and input errors (exit 1).
 img=${images[0]}
 compare --mode snp --ovmf "$img"

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use base64::Engine;
 use cgs_sev::measure::{
-    self, digest, CpuSignature, KernelHashes, LaunchInputs, OvmfImage, VcpuType, VmmType,
+    self, digest, CpuSignature, KernelHashes, LaunchInputs, OvmfImage, VcpuRole, VcpuState,
+    VcpuType, VmmType,
 };
 
 const USAGE: &str =
@@ -20,7 +21,7 @@ const USAGE: &str =
 [--vcpus N] [--vcpu-type CPUTYPE] [--vcpu-sig VALUE] [--vcpu-family FAMILY] [--vcpu-model MODEL] \
 [--vcpu-stepping STEPPING] [--vmm-type VMMTYPE] --ovmf PATH [--kernel PATH] [--initrd PATH] \
 [--append CMDLINE] [--guest-features VALUE] [--output-format {hex,base64}] [--snp-ovmf-hash HASH] \
-[--dump-vmsa]";
+[--dump-vmsa] [--svsm PATH] [--vars-size SIZE | --vars-file PATH]";
 
 /// A failure: the message and the exit status.
 struct Failure {
@@ -54,6 +55,7 @@ enum Mode {
     SevEs,
     Snp,
     SnpOvmfHash,
+    SnpSvsm,
 }
 
 #[derive(Default)]
@@ -75,6 +77,9 @@ struct Args {
     base64: bool,
     snp_ovmf_hash: Option<String>,
     dump_vmsa: bool,
+    svsm: Option<OsString>,
+    vars_size: Option<i64>,
+    vars_file: Option<OsString>,
 }
 
 /// Python's `int(s, 0)`: optional sign, `0x`/`0o`/`0b` prefixes, `_` between digits, no leading
@@ -181,9 +186,7 @@ fn parse_args(argv: Vec<OsString>) -> Result<Option<Args>, Failure> {
                     "seves" => Mode::SevEs,
                     "snp" => Mode::Snp,
                     "snp:ovmf-hash" => Mode::SnpOvmfHash,
-                    "snp:svsm" => {
-                        return Err(fail("mode snp:svsm is not supported by cgs-measure"));
-                    }
+                    "snp:svsm" => Mode::SnpSvsm,
                     other => {
                         return Err(usage(format!(
                             "argument --mode: invalid choice: '{other}' (choose from 'sev', \
@@ -222,11 +225,9 @@ fn parse_args(argv: Vec<OsString>) -> Result<Option<Args>, Failure> {
                 }
             }
             "--snp-ovmf-hash" => a.snp_ovmf_hash = Some(value_str(&flag, &v)?),
-            "--svsm" | "--vars-size" | "--vars-file" => {
-                return Err(fail(format!(
-                    "{flag} (snp:svsm mode) is not supported by cgs-measure"
-                )))
-            }
+            "--svsm" => a.svsm = Some(v),
+            "--vars-size" => a.vars_size = Some(int(parse_int10)?),
+            "--vars-file" => a.vars_file = Some(v),
             other => return Err(usage(format!("unrecognized arguments: {other}"))),
         }
     }
@@ -296,7 +297,8 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
         println!("{}", measure::hex(&digest::snp_ovmf_hash(&ovmf)?));
         return Ok(());
     }
-    let kernel = nonempty(&a.kernel);
+    // snp:svsm ignores measured direct boot, as sev-snp-measure does.
+    let kernel = nonempty(&a.kernel).filter(|_| mode != Mode::SnpSvsm);
     if nonempty(&a.initrd).is_some() && a.kernel.is_none() {
         return Err(usage("--kernel required when using --initrd"));
     }
@@ -306,8 +308,14 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
     let mode_name = match mode {
         Mode::Sev => "sev",
         Mode::SevEs => "seves",
+        Mode::SnpSvsm => "snp:svsm",
         _ => "snp",
     };
+    if a.vars_size.is_some() && a.vars_file.is_some() {
+        return Err(usage(
+            "argument --vars-file: not allowed with argument --vars-size",
+        ));
+    }
     if mode != Mode::Sev && a.vcpus.is_none() {
         return Err(usage(format!(
             "missing --vcpus N in guest mode '{mode_name}'"
@@ -327,13 +335,37 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
             "missing --vcpu-type or --vcpu-sig or --vcpu-family in guest mode '{mode_name}'"
         )));
     }
+    let vars_size = if mode == Mode::SnpSvsm {
+        match (&a.vars_file, a.vars_size) {
+            (Some(f), _) => Some(
+                std::fs::metadata(f)
+                    .map_err(|e| fail(format!("cannot read '{}': {e}", f.to_string_lossy())))?
+                    .len(),
+            ),
+            (None, Some(n)) if n != 0 => {
+                Some(u64::try_from(n).map_err(|_| fail(format!("--vars-size {n} is negative")))?)
+            }
+            _ => return Err(usage("snp:svsm mode requires --vars-size or --vars-file")),
+        }
+    } else {
+        None
+    };
     if a.dump_vmsa && mode == Mode::Sev {
         return Err(usage("--dump-vmsa is not availibe in the selected mode"));
+    }
+    if mode == Mode::SnpSvsm && vmm != VmmType::Qemu {
+        return Err(fail("SVSM mode is only implemented for Qemu."));
     }
     if a.snp_ovmf_hash.is_some() && mode != Mode::Snp {
         return Err(fail("SNP OVMF hash only works with SNP"));
     }
 
+    let svsm_path = match (mode, &a.svsm) {
+        (Mode::SnpSvsm, None) => return Err(fail("snp:svsm mode requires --svsm PATH")),
+        (_, Some(p)) => p.clone(),
+        (_, None) => OsString::new(),
+    };
+    let mut svsm_entry: Option<u32> = None;
     let data = read_file("OVMF", ovmf_path)?;
     let ovmf = OvmfImage::parse(&data)?;
     let kernel_hashes = match kernel {
@@ -394,15 +426,31 @@ fn run(argv: Vec<OsString>) -> Result<(), Failure> {
             digest::seves_launch_digest(&ovmf, &inputs)?.to_vec(),
             "SEV_ES",
         ),
+        Mode::SnpSvsm => {
+            let svsm_data = read_file("SVSM", &svsm_path)?;
+            let end = digest::svsm_end(&ovmf, vars_size.unwrap_or(0))?;
+            let svsm = OvmfImage::parse_at(&svsm_data, end)?;
+            let entry = u32::try_from(svsm.svsm_entry()?)
+                .map_err(|_| fail("the SVSM entry point is above 4 GiB"))?;
+            svsm_entry = Some(entry);
+            (
+                digest::snp_svsm_launch_digest(&ovmf, &svsm, &inputs)?.to_vec(),
+                "SEV_SNP_SVSM",
+            )
+        }
         _ => (
             digest::snp_launch_digest(&ovmf, &inputs)?.to_vec(),
             "SEV_SNP",
         ),
     };
     if a.dump_vmsa {
-        let builder = inputs.vmsa_builder(&ovmf)?;
         for i in 0..vcpus {
-            let page = builder.vcpu(i)?.to_vmsa();
+            let role = if i == 0 { VcpuRole::Bsp } else { VcpuRole::Ap };
+            let state = match (svsm_entry, sig) {
+                (Some(entry), Some(sig)) => VcpuState::svsm(role, entry, sig),
+                _ => inputs.vmsa_builder(&ovmf)?.vcpu(i)?,
+            };
+            let page = state.to_vmsa();
             let name = format!("vmsa{i}.bin");
             std::fs::write(&name, page.as_bytes())
                 .map_err(|e| fail(format!("cannot write {name}: {e}")))?;

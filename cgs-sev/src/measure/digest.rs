@@ -15,7 +15,7 @@ use super::gctx::{Gctx, LD_SIZE};
 use super::hashes::{KernelHashes, PADDED_TABLE_LEN};
 use super::ovmf::{MetadataSection, OvmfImage, SectionKind};
 use super::vmm::{CpuidPlacement, SecMemPages, VmmPreset};
-use super::vmsa::VmsaBuilder;
+use super::vmsa::{VcpuRole, VcpuState, VmsaBuilder};
 
 /// The inputs of an SEV-ES or SNP launch digest beyond the firmware image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +131,83 @@ fn snp_kernel_hashes_section(
     g.update_normal_pages(gpa, &region)
 }
 
+/// Where the SVSM image ends: below OVMF and its variable store (`ovmf.gpa() − vars_size`).
+pub fn svsm_end(ovmf: &OvmfImage<'_>, vars_size: u64) -> Result<u64> {
+    ovmf.gpa()
+        .checked_sub(vars_size)
+        .ok_or_else(|| MeasureError::invalid("OVMF vars size", "larger than the space below OVMF"))
+}
+
+/// The SNP launch digest of a QEMU guest with a Coconut-SVSM (`snp:svsm`): OVMF pages, SVSM
+/// pages, the SVSM's metadata sections, then [`VcpuState::svsm`] for every vCPU. Only `vcpus`
+/// and `signature` of `inputs` are used (sev-snp-measure fixes the rest); `svsm` must be parsed
+/// with [`OvmfImage::parse_at`] at [`svsm_end`].
+pub fn snp_svsm_launch_digest(
+    ovmf: &OvmfImage<'_>,
+    svsm: &OvmfImage<'_>,
+    inputs: &LaunchInputs,
+) -> Result<[u8; LD_SIZE]> {
+    let vcpus = inputs.vcpu_count()?;
+    let entry = u32::try_from(svsm.svsm_entry()?)
+        .map_err(|_| MeasureError::invalid("SVSM entry", "above 4 GiB"))?;
+    let sig = inputs
+        .signature
+        .ok_or_else(|| MeasureError::invalid("vCPU signature", "the SVSM VMSA puts it in RDX"))?;
+    let vmsa = VcpuState::svsm(VcpuRole::Bsp, entry, sig)
+        .to_vmsa()
+        .sha384();
+    let mut g = Gctx::new();
+    g.update_normal_pages(ovmf.gpa(), ovmf.data())?;
+    g.update_normal_pages(svsm.gpa(), svsm.data())?;
+    let qemu = LaunchInputs {
+        vmm: VmmPreset::QEMU,
+        kernel_hashes: None,
+        ..inputs.clone()
+    };
+    update_sections(&mut g, svsm, &qemu)?;
+    for _ in 0..vcpus {
+        g.update_vmsa_hash(&vmsa);
+    }
+    Ok(g.ld())
+}
+
+/// The metadata sections of `ovmf` as `inputs.vmm` launches them (see the module docs).
+fn update_sections(g: &mut Gctx, ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<()> {
+    let kernel = inputs.kernel_hashes.as_ref();
+    let cpuid_last = inputs.vmm.cpuid == CpuidPlacement::AfterSections;
+    for s in ovmf.metadata_sections() {
+        let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
+        match s.kind {
+            SectionKind::SecMem => {
+                let t = match inputs.vmm.sec_mem {
+                    SecMemPages::Zero => PageType::Zero,
+                    SecMemPages::Unmeasured => PageType::Unmeasured,
+                };
+                g.update_contentless_pages(t, gpa, len)?;
+            }
+            SectionKind::Secrets => {
+                g.update_contentless_pages(PageType::Secrets, gpa, 0x1000)?;
+            }
+            SectionKind::Cpuid => {
+                if !cpuid_last {
+                    g.update_contentless_pages(PageType::Cpuid, gpa, 0x1000)?;
+                }
+            }
+            SectionKind::KernelHashes => snp_kernel_hashes_section(g, ovmf, kernel, s)?,
+            SectionKind::SvsmCaa => g.update_contentless_pages(PageType::Zero, gpa, len)?,
+            SectionKind::Unknown(t) => return Err(MeasureError::UnknownSectionType(t)),
+        }
+    }
+    if cpuid_last {
+        for s in ovmf.metadata_sections() {
+            if s.kind == SectionKind::Cpuid {
+                g.update_contentless_pages(PageType::Cpuid, u64::from(s.gpa), 0x1000)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The SNP launch digest (the MEASUREMENT of the attestation report).
 pub fn snp_launch_digest(ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<[u8; LD_SIZE]> {
     let vcpus = inputs.vcpu_count()?;
@@ -155,37 +232,7 @@ pub fn snp_launch_digest(ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<
             g
         }
     };
-    let cpuid_last = inputs.vmm.cpuid == CpuidPlacement::AfterSections;
-    for s in ovmf.metadata_sections() {
-        let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
-        match s.kind {
-            SectionKind::SecMem => {
-                let t = match inputs.vmm.sec_mem {
-                    SecMemPages::Zero => PageType::Zero,
-                    SecMemPages::Unmeasured => PageType::Unmeasured,
-                };
-                g.update_contentless_pages(t, gpa, len)?;
-            }
-            SectionKind::Secrets => {
-                g.update_contentless_pages(PageType::Secrets, gpa, 0x1000)?;
-            }
-            SectionKind::Cpuid => {
-                if !cpuid_last {
-                    g.update_contentless_pages(PageType::Cpuid, gpa, 0x1000)?;
-                }
-            }
-            SectionKind::KernelHashes => snp_kernel_hashes_section(&mut g, ovmf, kernel, s)?,
-            SectionKind::SvsmCaa => g.update_contentless_pages(PageType::Zero, gpa, len)?,
-            SectionKind::Unknown(t) => return Err(MeasureError::UnknownSectionType(t)),
-        }
-    }
-    if cpuid_last {
-        for s in ovmf.metadata_sections() {
-            if s.kind == SectionKind::Cpuid {
-                g.update_contentless_pages(PageType::Cpuid, u64::from(s.gpa), 0x1000)?;
-            }
-        }
-    }
+    update_sections(&mut g, ovmf, inputs)?;
     g.update_vmsa_hash(&bsp);
     if let Some(ap) = ap {
         for _ in 1..vcpus {

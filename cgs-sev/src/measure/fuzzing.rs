@@ -60,6 +60,12 @@ pub fn fuzz_ovmf(data: &[u8]) {
     };
     let _ = digest::snp_launch_digest(&ovmf, &inputs);
     let _ = digest::seves_launch_digest(&ovmf, &inputs);
+    // The same bytes as a Coconut-SVSM image below this "OVMF".
+    if let Ok(end) = digest::svsm_end(&ovmf, 0x2000) {
+        if let Ok(svsm) = OvmfImage::parse_at(data, end) {
+            let _ = digest::snp_svsm_launch_digest(&ovmf, &svsm, &inputs);
+        }
+    }
     // A precomputed OVMF hash must give the same digest as hashing the image.
     let plain = LaunchInputs::qemu(1, CpuSignature(0x0080_0F12));
     if let (Ok(seed), Ok(full)) = (

@@ -80,6 +80,13 @@ pub const SEV_SECRET_BLOCK: Guid = Guid::from_fields(
     0x4cc3,
     [0x80, 0x81, 0x12, 0x7c, 0x90, 0xd3, 0xd2, 0x94],
 );
+/// SVSM information (in a Coconut-SVSM image): `u32` entry-point offset from the image start.
+pub const SVSM_INFO: Guid = Guid::from_fields(
+    0xa789_a612,
+    0x0597,
+    0x4c4b,
+    [0xa4, 0x9f, 0xcb, 0xb1, 0xfe, 0x9d, 0x1d, 0xdd],
+);
 /// The kernel-hashes table header.
 pub const SEV_HASH_TABLE_HEADER: Guid = Guid::from_fields(
     0x9438_d606,

@@ -65,6 +65,7 @@ pub struct MetadataSection {
 #[derive(Debug, Clone)]
 pub struct OvmfImage<'a> {
     data: &'a [u8],
+    end: u64,
     table: Vec<(Guid, &'a [u8])>,
     sections: Vec<MetadataSection>,
 }
@@ -90,8 +91,21 @@ impl<'a> OvmfImage<'a> {
     /// table (legacy SEV still measures it); a present but malformed table or metadata block is an
     /// error.
     pub fn parse(data: &'a [u8]) -> Result<Self> {
+        Self::parse_at(data, FOUR_GIB)
+    }
+
+    /// Like [`OvmfImage::parse`] for an image (e.g. a Coconut-SVSM binary, same table format)
+    /// that ends at `end_gpa` instead of 4 GiB.
+    pub fn parse_at(data: &'a [u8], end_gpa: u64) -> Result<Self> {
+        if (data.len() as u64) > end_gpa {
+            return Err(MeasureError::invalid(
+                "firmware image",
+                format!("{} bytes do not fit below {end_gpa:#x}", data.len()),
+            ));
+        }
         let table = parse_footer_table(data)?;
         let mut image = OvmfImage {
+            end: end_gpa,
             data,
             table,
             sections: Vec::new(),
@@ -108,9 +122,15 @@ impl<'a> OvmfImage<'a> {
         self.data
     }
 
-    /// The GPA of the first byte (the image ends at 4 GiB).
+    /// The GPA of the first byte (the image ends at 4 GiB, or where [`OvmfImage::parse_at`] put it).
     pub fn gpa(&self) -> u64 {
-        FOUR_GIB.saturating_sub(self.data.len() as u64)
+        self.end - self.data.len() as u64
+    }
+
+    /// The SVSM entry point (`SVSM_INFO` offset + the image's GPA), for a Coconut-SVSM image.
+    pub fn svsm_entry(&self) -> Result<u64> {
+        let off = self.entry_u32(&guid::SVSM_INFO, "SVSM_INFO_GUID", 0)?;
+        Ok(self.gpa() + u64::from(off))
     }
 
     /// All footer-table entries, nearest the footer first.

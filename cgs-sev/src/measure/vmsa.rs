@@ -42,6 +42,10 @@ pub const SEV_FEATURE_SNP_ACTIVE: u64 = 1 << 0;
 pub const SEV_FEATURE_DEBUG_SWAP: u64 = 1 << 5;
 /// `MSR_IA32_CR_PAT`, the source of the VMSA's `G_PAT`.
 pub const MSR_IA32_CR_PAT: u32 = 0x277;
+/// The x87 control word of the SVSM VMSA: 0, because sev-snp-measure 0.0.13 passes `fcw=` where
+/// its constructor expects `x87_fcw=` (its SVSM test vectors were regenerated with that quirk and
+/// not re-validated on hardware). Kept for compatibility; a KVM INIT2 host would record 0x37F.
+pub const SVSM_X87_FCW: u16 = 0;
 /// DR6 at reset.
 pub const DR6_RESET: u64 = 0xFFFF_0FF0;
 /// DR7 at reset.
@@ -205,6 +209,50 @@ impl VcpuState {
             mxcsr: preset.mxcsr,
             x87_fcw: preset.x87_fcw,
             sev_features,
+        }
+    }
+
+    /// The state every vCPU of a Coconut-SVSM guest starts in (sev-snp-measure 0.0.13's
+    /// `VMSA_SVSM`): 32-bit protected mode with flat segments, CR0 = PE|ET, RIP = the SVSM entry,
+    /// `SEV_FEATURES` 0x1, MXCSR 0x1F80 and an x87 control word of [`SVSM_X87_FCW`].
+    pub fn svsm(role: VcpuRole, entry: u32, signature: CpuSignature) -> Self {
+        let flat_data = Segment {
+            selector: 16,
+            attrib: 0xC93,
+            limit: 0xFFFF_FFFF,
+            base: 0,
+        };
+        VcpuState {
+            role,
+            es: flat_data,
+            cs: Segment {
+                selector: 8,
+                attrib: 0xC9B,
+                ..flat_data
+            },
+            ss: flat_data,
+            ds: flat_data,
+            fs: flat_data,
+            gs: Segment::real_mode(0, 0x93, 0),
+            gdtr: Segment::real_mode(0, 0, 0),
+            ldtr: Segment::real_mode(0, 0x82, 0),
+            idtr: Segment::real_mode(0, 0, 0),
+            tr: Segment::real_mode(0, 0x8B, 0),
+            efer: EFER_SVME,
+            cr0: CR0_ET | 1,
+            cr3: 0,
+            cr4: CR4_MCE,
+            dr6: DR6_RESET,
+            dr7: DR7_RESET,
+            rflags: 0x2,
+            rip: u64::from(entry),
+            rax: 0,
+            rdx: u64::from(signature.0),
+            g_pat: super::vmm::PAT_RESET,
+            xcr0: 0x1,
+            mxcsr: 0x1F80,
+            x87_fcw: SVSM_X87_FCW,
+            sev_features: SEV_FEATURE_SNP_ACTIVE,
         }
     }
 
