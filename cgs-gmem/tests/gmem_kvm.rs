@@ -435,3 +435,133 @@ fn guest_reads_memory_written_through_gmem_mapping() {
     drop(vcpu);
     drop(vm);
 }
+
+/// The attribute backends and the hypercall-exit capability on this host: `KvmAttributes` is
+/// refused with `Unsupported` when KVM lacks the PRIVATE attribute (the raw ioctl then fails
+/// too), `HostAttributes::probe` picks the matching backend, and `KVM_CAP_EXIT_HYPERCALL` for
+/// `KVM_HC_MAP_GPA_RANGE` can be enabled when offered.
+#[test]
+fn attribute_backends_and_exit_hypercall_cap() {
+    use cgs_gmem::attrs::{kvm_supports_private, HostAttributes, KvmAttributes, MemoryAttributes};
+    use cgs_gmem::exits::enable_map_gpa_range_exit;
+    use cgs_gmem::tracker::MemState;
+    let Some((_kvm, vm, _)) = vm_with_gmem("attribute_backends_and_exit_hypercall_cap") else {
+        return;
+    };
+    let mut host = HostAttributes::probe(&vm);
+    if kvm_supports_private(&vm) {
+        assert!(matches!(host, HostAttributes::Kvm(_)));
+        assert!(KvmAttributes::new(&vm).is_ok());
+    } else {
+        assert!(matches!(host, HostAttributes::SharedOnly(_)));
+        assert!(matches!(
+            KvmAttributes::new(&vm),
+            Err(Error::Unsupported { .. })
+        ));
+        let raw = vm.set_memory_attributes(kvm_bindings::kvm_memory_attributes {
+            address: 0,
+            size: PAGE_SIZE,
+            attributes: cgs_gmem::uapi::KVM_MEMORY_ATTRIBUTE_PRIVATE,
+            flags: 0,
+        });
+        assert!(
+            raw.is_err(),
+            "KVM accepted attributes it does not advertise"
+        );
+        assert!(matches!(
+            host.set(0, PAGE_SIZE, MemState::Private),
+            Err(Error::Unsupported { .. })
+        ));
+        assert!(host.set(0, PAGE_SIZE, MemState::Shared).is_ok());
+    }
+    let offered =
+        vm.check_extension_raw(libc::c_ulong::from(cgs_gmem::uapi::KVM_CAP_EXIT_HYPERCALL));
+    if offered as u64 & (1 << 12) != 0 {
+        enable_map_gpa_range_exit(&vm, 0).unwrap();
+    } else {
+        assert!(matches!(
+            enable_map_gpa_range_exit(&vm, 0),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+    assert!(matches!(
+        enable_map_gpa_range_exit(&vm, 1 << 63),
+        Err(Error::Unsupported { .. })
+    ));
+}
+
+/// Conversions on real memory: the private side is a guest_memfd (mapped, so the test can read
+/// it), the shared side an anonymous mapping; converting punches / drops the stale side, and a
+/// fault injected into the discard step leaves the tracker and the record unchanged.
+#[test]
+fn conversions_discard_real_memory() {
+    use cgs_gmem::attrs::RecordingAttributes;
+    use cgs_gmem::convert::{Converter, Step};
+    use cgs_gmem::testing::Faulty;
+    use cgs_gmem::tracker::MemState;
+    let Some((_kvm, vm, flags)) = vm_with_gmem("conversions_discard_real_memory") else {
+        return;
+    };
+    // INIT_SHARED so the host may fault the guest_memfd mapping (without it, a host access to
+    // guest_memfd memory is SIGBUS, as the selftest's fault_private checks).
+    let want = GmemFlags::MMAP | GmemFlags::INIT_SHARED;
+    if !flags.contains(want) {
+        eprintln!("SKIP conversions_discard_real_memory: flags {flags:?}");
+        return;
+    }
+    let g = Arc::new(GuestMemfd::create(&vm, SIZE, want).unwrap());
+    let private = g.mmap_region().unwrap();
+    let shared = anon(SIZE);
+    let mut layout = GmemLayout::new();
+    // SAFETY: `shared` is leaked, so it outlives the memslot.
+    unsafe { layout.bind(&vm, slot(0, 0, SIZE, shared, &g, 0)).unwrap() };
+    let read = |base: *mut u8, off: u64| {
+        // SAFETY: `off` is inside a live mapping of SIZE bytes.
+        unsafe { base.add(off as usize).read_volatile() }
+    };
+    let write = |base: *mut u8, off: u64, v: u8| {
+        // SAFETY: as above.
+        unsafe { base.add(off as usize).write_volatile(v) }
+    };
+    let (p, s) = (private.as_ptr(), shared as *mut u8);
+    let pages = SIZE / PAGE_SIZE;
+    let mut conv = Converter::new(
+        &[(0, SIZE)],
+        MemState::Private,
+        RecordingAttributes::new(pages),
+        Faulty::new(layout),
+    )
+    .unwrap();
+    let plan = conv.discard().plan();
+    for pg in 0..4 {
+        write(p, pg * PAGE_SIZE, 0xaa);
+        write(s, pg * PAGE_SIZE, 0x55);
+    }
+    // → shared: the guest_memfd copy of pages 1 and 2 is punched, shared data kept.
+    conv.to_shared(PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+    assert_eq!(
+        [
+            read(p, 0),
+            read(p, PAGE_SIZE),
+            read(p, 2 * PAGE_SIZE),
+            read(p, 3 * PAGE_SIZE)
+        ],
+        [0xaa, 0, 0, 0xaa]
+    );
+    assert_eq!(read(s, PAGE_SIZE), 0x55);
+    // → private again: the shared copy is dropped (reads zero), the private side is untouched.
+    write(p, PAGE_SIZE, 0xbb);
+    conv.to_private(PAGE_SIZE, PAGE_SIZE).unwrap();
+    assert_eq!(read(s, PAGE_SIZE), 0);
+    assert_eq!(read(s, 2 * PAGE_SIZE), 0x55);
+    assert_eq!(read(p, PAGE_SIZE), 0xbb);
+    // A failing discard (here: the punch) changes no state and keeps the contents.
+    plan.fail_after(0);
+    let err = conv.to_shared(0, PAGE_SIZE).unwrap_err();
+    assert_eq!(err.step, Step::Discard);
+    assert_eq!(conv.state(0), Some(MemState::Private));
+    assert_eq!(conv.attrs().record().state(0), Some(MemState::Private));
+    assert_eq!(read(p, 0), 0xaa);
+    // A range the layout does not back is refused before any change.
+    assert!(conv.to_shared(SIZE, PAGE_SIZE).is_err());
+}
