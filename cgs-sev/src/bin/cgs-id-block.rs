@@ -22,8 +22,10 @@ fn parse_u64(s: &str) -> Option<u64> {
 }
 
 fn load_key(path: &str) -> Result<SnpSigningKey, Failure> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Failure(format!("cannot read key '{path}': {e}"), 1))?;
+    // The key file holds the secret: wipe our copy when done.
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path).map_err(|e| Failure(format!("cannot read key '{path}': {e}"), 1))?,
+    );
     let key = match std::str::from_utf8(&bytes) {
         Ok(text) if text.contains("-----BEGIN") => SnpSigningKey::from_pem(text),
         _ => SnpSigningKey::from_der(&bytes),
