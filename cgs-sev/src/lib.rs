@@ -7,6 +7,7 @@
 //!   real `KVM_MEMORY_ENCRYPT_OP` implementation and a simulator with real state and crypto.
 //! - [`launch`]: the SEV/SEV-ES and SEV-SNP launch state machines (wrong order: a typed error).
 //! - [`session`]: SEV transport crypto (ECDH session, KDF, wrapped TEK/TIK, packets, measure).
+//! - [`guest_msg`]: SNP guest messages (AES-256-GCM under the VMPCKs), guest and firmware side.
 //! - [`report`], [`certs`], [`cpuid`], [`policy`]: SNP attestation reports, the extended-request
 //!   certificate table, the SNP CPUID page, guest policies.
 //! - [`testing`]: a reset-vector payload and guest_memfd regions for tests and examples.
@@ -19,6 +20,7 @@ pub mod cpuid;
 pub mod firmware;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guest_msg;
 pub mod launch;
 pub mod measure;
 pub mod migration;

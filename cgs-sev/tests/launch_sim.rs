@@ -694,3 +694,59 @@ fn sev_debug_policy_allows_dbg_decrypt() {
     );
     assert!(fw.dbg_decrypt(&vm, 0x1001, &src, &mut clear).is_err());
 }
+
+#[test]
+fn snp_guest_requests_its_report_over_the_vmpck_channel() {
+    use cgs_sev::guest_msg::GuestChannel;
+    let Some(kvm) = kvm_or_skip("snp_guest_requests_its_report_over_the_vmpck_channel") else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let SnpGuest {
+        mut guest,
+        vm,
+        vcpu,
+        mem,
+    } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+    let secrets_gpa = MEM_GPA;
+    guest
+        .launch_update(
+            &vm,
+            secrets_gpa,
+            mem.slice(secrets_gpa, 4096).unwrap(),
+            PageType::Secrets,
+        )
+        .unwrap();
+    guest
+        .launch_update(
+            &vm,
+            RESET_PAGE_GPA,
+            mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
+            PageType::Normal,
+        )
+        .unwrap();
+    guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
+    guest.finalize(&vm).unwrap();
+
+    // The guest reads VMPCK0 from its secrets page (filled by the firmware at launch).
+    let secrets = mem.read(secrets_gpa, 4096).unwrap();
+    let mut channel = GuestChannel::from_secrets_page(&secrets, 0).unwrap();
+    let fw = guest.backend().firmware();
+    let req = channel.report_request(&[0x33; 64], 0).unwrap();
+    let rsp = fw.snp_guest_request(&req).unwrap();
+    let raw = channel.open_report_response(&rsp).unwrap();
+    let report = AttestationReport::parse(&raw).unwrap();
+    report.verify(&platform.vcek_public()).unwrap();
+    assert_eq!(report.body.report_data, [0x33; 64]);
+
+    // A replayed request and a tampered one are refused.
+    let e = fw.snp_guest_request(&req).unwrap_err();
+    assert!(e.to_string().contains("sequence number"), "{e}");
+    let mut bad = channel.report_request(&[0; 64], 0).unwrap();
+    bad[100] ^= 1;
+    assert!(fw.snp_guest_request(&bad).is_err());
+    // The next well-formed request still works.
+    let req = channel.report_request(&[0x44; 64], 0).unwrap();
+    let rsp = fw.snp_guest_request(&req).unwrap();
+    assert!(channel.open_report_response(&rsp).is_ok());
+}

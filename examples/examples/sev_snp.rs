@@ -10,7 +10,8 @@
 //! SNP: a `KVM_X86_DEFAULT_VM` (the simulator models the SNP VM type) with guest_memfd memory,
 //! INIT2 + SNP_LAUNCH_START at `kvm_init`, the payload launch-updated as NORMAL pages, the vCPU
 //! programmed from the same VMSA builder the offline measurement uses, SNP_LAUNCH_FINISH, the
-//! ready guard, `KVM_RUN` to HLT; then the guest's attestation report, verified with the VCEK,
+//! ready guard, `KVM_RUN` to HLT; then the guest's attestation report (requested over the
+//! VMPCK0 guest-message channel from its secrets page), verified with the VCEK,
 //! and its MEASUREMENT compared with the offline launch digest of the same inputs.
 //!
 //! With `--ovmf`, the OVMF image and its SEV metadata sections (ZERO, SECRETS, CPUID pages) are
@@ -33,6 +34,7 @@ use cgs_sev::backend::SevBackend;
 use cgs_sev::cpuid::CpuidPage;
 use cgs_sev::firmware::kvm::KvmFirmware;
 use cgs_sev::firmware::sim::{verify_legacy_report, SimConfig, SimFirmware, SimPlatform};
+use cgs_sev::guest_msg::GuestChannel;
 use cgs_sev::launch::sev::StartParams;
 use cgs_sev::launch::snp::ovmf_launch_plan;
 use cgs_sev::measure::digest::{sev_launch_digest, snp_launch_digest, LaunchInputs};
@@ -82,6 +84,14 @@ fn snp_payload(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<()> {
     mem.write(RESET_PAGE_GPA, &page)?;
     guest.kvm_init(kvm, &vm)?;
     let mut vcpu = guest.create_vcpu(&vm, 0)?;
+    // The secrets page (the firmware fills it with the VMPCKs), then the payload.
+    let secrets_gpa = MEM_GPA;
+    guest.launch_update(
+        &vm,
+        secrets_gpa,
+        mem.slice(secrets_gpa, 4096)?,
+        PageType::Secrets,
+    )?;
     guest.launch_update(
         &vm,
         RESET_PAGE_GPA,
@@ -93,8 +103,10 @@ fn snp_payload(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<()> {
     let out = run_to_halt(&guest, &mut vcpu, 10_000)?;
     println!("  guest wrote      {:?}", String::from_utf8_lossy(&out));
 
-    // The offline measurement of the same inputs: the page, then the VMSA.
+    // The offline measurement of the same inputs: secrets page, payload page, VMSA.
     let mut g = Gctx::new();
+    g.update_contentless_pages(PageType::Secrets, secrets_gpa, 4096)
+        .map_err(|e| invalid("measurement", e))?;
     g.update_normal_pages(RESET_PAGE_GPA, &page)
         .map_err(|e| invalid("measurement", e))?;
     let vmsa = guest
@@ -104,9 +116,15 @@ fn snp_payload(kvm: &Kvm, platform: &Arc<SimPlatform>) -> Result<()> {
         .map_err(|e| invalid("VMSA", e))?;
     g.update_vmsa(&vmsa.to_vmsa());
 
-    let raw = guest.backend().firmware().snp_guest_report([0x42; 64], 0)?;
+    // The guest asks for its report: MSG_REPORT_REQ sealed with VMPCK0 from its secrets page.
+    let secrets = mem.read(secrets_gpa, 4096)?;
+    let mut channel = GuestChannel::from_secrets_page(&secrets, 0)?;
+    let request = channel.report_request(&[0x42; 64], 0)?;
+    let response = guest.backend().firmware().snp_guest_request(&request)?;
+    let raw = channel.open_report_response(&response)?;
     let report = AttestationReport::parse(&raw)?;
     report.verify(&platform.vcek_public())?;
+    println!("  report           via SNP_GUEST_REQUEST (AES-256-GCM under VMPCK0)");
     println!("  signature        verified with the simulator's VCEK");
     print_report(&report);
     println!("  offline digest   {}", hex(&g.ld()));

@@ -114,6 +114,8 @@ pub struct Guest {
     pub report_id: [u8; 32],
     /// SNP: VM platform communication keys written into the secrets page.
     pub vmpck: Zeroizing<[[u8; 32]; 4]>,
+    /// SNP: the next guest-message sequence number expected per VMPCK.
+    pub msg_seqno: [u64; 4],
     /// Live migration state (issue 7).
     pub(crate) migration: super::migration::MigrationState,
 }

@@ -56,6 +56,10 @@ use super::{
 };
 use crate::certs::CertTable;
 use crate::cpuid::{CpuidPage, Reg};
+use crate::guest_msg::{
+    open_message, peek_header, seal_message, GuestMsgError, MessageHeader, Vmpck, MSG_REPORT_REQ,
+    MSG_REPORT_RSP, REPORT_REQ_LEN, REPORT_RSP_HEADER,
+};
 use crate::measure::gctx::Gctx;
 use crate::measure::idblock::{IdAuth, IdBlock};
 use crate::measure::vmsa::VmsaPage;
@@ -377,6 +381,67 @@ impl SimFirmware {
         }
     }
 
+    /// `SNP_GUEST_REQUEST` as the firmware handles it: authenticate and decrypt the guest's
+    /// message with the VMPCK it names (sequence numbers must advance: a replayed or reordered
+    /// message is refused), answer a `MSG_REPORT_REQ` with a `MSG_REPORT_RSP` holding the signed
+    /// report, sealed with sequence number + 1. Refusals are `INVALID_PARAM` with the reason in
+    /// the status detail.
+    pub fn snp_guest_request(&self, request: &[u8]) -> Result<Vec<u8>> {
+        const OP: &str = "SNP_GUEST_REQUEST";
+        let refuse = |why: String| Error::Firmware {
+            op: OP,
+            status: cgs_core::FirmwareStatus {
+                detail: Some(why),
+                ..SevStatus::INVALID_PARAM.to_firmware_status(SIM_FIRMWARE)
+            },
+        };
+        let header = peek_header(request).map_err(|e| refuse(e.to_string()))?;
+        let idx = usize::from(header.vmpck);
+        if idx > 3 {
+            return Err(refuse(format!("VMPCK index {idx}")));
+        }
+        let (key, want) = {
+            let p = self.platform.lock();
+            let g = self.guest_ref(&p, OP)?;
+            if g.flavour != Flavour::SevSnp || g.state != GuestState::Running {
+                return Err(fw(OP, SevStatus::INVALID_GUEST_STATE));
+            }
+            (Vmpck::new(g.vmpck[idx]), g.msg_seqno[idx])
+        };
+        let (h, body) = open_message(&key, request).map_err(|e| refuse(e.to_string()))?;
+        if h.seqno != want {
+            return Err(refuse(
+                GuestMsgError::Sequence { got: h.seqno, want }.to_string(),
+            ));
+        }
+        if h.msg_type != MSG_REPORT_REQ || body.len() != REPORT_REQ_LEN {
+            return Err(refuse(GuestMsgError::Type(h.msg_type).to_string()));
+        }
+        let mut report_data = [0u8; 64];
+        report_data.copy_from_slice(&body[..64]);
+        let vmpl = u32::from_le_bytes([body[64], body[65], body[66], body[67]]);
+        let report = self.snp_guest_report(report_data, vmpl)?;
+        let mut payload = vec![0u8; REPORT_RSP_HEADER + report.len()];
+        payload[4..8].copy_from_slice(&(report.len() as u32).to_le_bytes());
+        payload[REPORT_RSP_HEADER..].copy_from_slice(&report);
+        let response = seal_message(
+            &key,
+            &MessageHeader {
+                seqno: h.seqno + 1,
+                msg_type: MSG_REPORT_RSP,
+                msg_version: h.msg_version,
+                vmpck: header.vmpck,
+            },
+            &payload,
+        )
+        .map_err(|e| refuse(e.to_string()))?;
+        let mut p = self.platform.lock();
+        if let Some(g) = self.handle.and_then(|h| p.guests.get_mut(&h)) {
+            g.msg_seqno[idx] = h.seqno + 2;
+        }
+        Ok(response)
+    }
+
     /// An extended guest request: the report plus the certificate table written into `certs`
     /// (the guest's buffer). Without [`SevFirmware::snp_enable_req_certs`] the table is empty, as
     /// KVM makes it. A buffer that is too small gives the pages needed.
@@ -470,6 +535,7 @@ impl SimFirmware {
                 migration: Default::default(),
                 report_id,
                 vmpck,
+                msg_seqno: [1; 4],
             },
         );
         Ok(handle)
