@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Body)] = &[
         cgs_sev::fuzzing::fuzz_attestation_report,
     ),
     ("sev_cpuid_page", cgs_sev::fuzzing::fuzz_cpuid_page),
+    ("sev_guest_message", cgs_sev::fuzzing::fuzz_guest_message),
     ("sev_migration_stream", cgs_sev::fuzzing::fuzz_migration_stream),
     ("sev_packet_header", cgs_sev::fuzzing::fuzz_packet_header),
     ("measure_ovmf", cgs_sev::measure::fuzzing::fuzz_ovmf),
