@@ -13,6 +13,7 @@ use std::sync::Arc;
 use cgs_core::{Error, Result};
 use kvm_bindings::{kvm_userspace_memory_region2, KVM_MEM_GUEST_MEMFD};
 use kvm_ioctls::VmFd;
+use vm_memory::{GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress};
 
 use crate::memfd::{check_range, GuestMemfd, PAGE_SIZE};
 
@@ -48,6 +49,33 @@ pub struct GmemSlot {
 }
 
 impl GmemSlot {
+    /// A slot for a VMM's vm-memory region (its GPA, size and host address are the slot's; its
+    /// mapping is the shared side), backed privately by `gmem` from `gmem_offset`. The shared
+    /// side is discarded with `MADV_REMOVE` when the region maps a file, else `MADV_DONTNEED`.
+    pub fn from_region(
+        slot: u32,
+        region: &GuestRegionMmap,
+        gmem: Arc<GuestMemfd>,
+        gmem_offset: u64,
+    ) -> Result<Self> {
+        let host = region
+            .get_host_address(MemoryRegionAddress(0))
+            .map_err(|e| Error::invalid_input("guest memory region", e.to_string()))?;
+        Ok(GmemSlot {
+            slot,
+            gpa: region.start_addr().0,
+            size: region.len(),
+            userspace_addr: host as u64,
+            gmem,
+            gmem_offset,
+            shared_discard: if region.file_offset().is_some() {
+                SharedDiscard::Remove
+            } else {
+                SharedDiscard::DontNeed
+            },
+        })
+    }
+
     fn end(&self) -> u64 {
         self.gpa + self.size
     }

@@ -12,7 +12,7 @@ use cgs_gmem::binding::{GmemLayout, GmemSlot, SharedDiscard};
 use cgs_gmem::memfd::{supported_flags, GmemFlags, GuestMemfd, PAGE_SIZE};
 use kvm_bindings::{kvm_create_guest_memfd, kvm_userspace_memory_region2, KVM_MEM_GUEST_MEMFD};
 use kvm_ioctls::{Kvm, VcpuExit, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
 const SIZE: u64 = 0x10_0000;
 
@@ -363,6 +363,19 @@ fn region2_binding_and_invalid_bindings() {
     );
     // SAFETY: closing the memfd we created.
     unsafe { libc::close(mfd) };
+    // A slot built from a vm-memory region takes its GPA, size and host address.
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(12 * SIZE), SIZE as usize)]).unwrap();
+    let region = mem.iter().next().unwrap();
+    let from = GmemSlot::from_region(5, region, g.clone(), 2 * SIZE).unwrap();
+    assert_eq!(
+        (from.gpa, from.size, from.shared_discard),
+        (12 * SIZE, SIZE, SharedDiscard::DontNeed)
+    );
+    // SAFETY: `mem` lives until the end of the test; the slot is deleted before that.
+    unsafe { layout.bind(&vm, from).unwrap() };
+    assert_eq!(layout.find(12 * SIZE).map(|s| s.slot), Some(5));
+    layout.unbind(&vm, 5).unwrap();
     layout.unbind(&vm, 1).unwrap();
     assert!(layout.find(4 * SIZE).is_none());
     // The freed guest_memfd range can be bound again.

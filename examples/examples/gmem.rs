@@ -22,7 +22,7 @@ use std::sync::Arc;
 use cgs_core::testing::{set_real_mode_entry, SERIAL_PORT};
 use cgs_core::{Error, Result};
 use cgs_gmem::attrs::{kvm_supports_private, MemoryAttributes, RecordingAttributes};
-use cgs_gmem::binding::{Discard, GmemLayout, GmemSlot, SharedDiscard};
+use cgs_gmem::binding::{Discard, GmemLayout, GmemSlot};
 use cgs_gmem::convert::Converter;
 use cgs_gmem::exits::{handle_exit, ExitOutcome};
 use cgs_gmem::memfd::{supported_flags, GmemFlags, GuestMemfd};
@@ -35,7 +35,7 @@ use cgs_gmem::uapi::{
     KVM_MEMORY_EXIT_FLAG_PRIVATE,
 };
 use kvm_ioctls::{HypercallExit, Kvm, VcpuExit, VcpuFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 const RAM: u64 = 4 << 20;
 const CODE: u64 = 0x1000;
@@ -150,28 +150,16 @@ fn run() -> Result<()> {
     println!("guest_memfd supported, flags {flags:?}");
 
     // Shared side: the VMM's vm-memory region. Private side: a guest_memfd.
-    let region = MmapRegion::<()>::new(RAM as usize).map_err(mem_err)?;
-    let host = region.as_ptr() as u64;
-    let region = GuestRegionMmap::new(region, GuestAddress(0))
-        .ok_or_else(|| mem_err("region does not fit the guest address space"))?;
-    let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(mem_err)?;
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM as usize)]).map_err(mem_err)?;
     let gmem = Arc::new(GuestMemfd::create(&vm, RAM, GmemFlags::empty())?);
     let mut layout = GmemLayout::new();
-    // SAFETY: `mem` owns the mapping and lives until the end of `run`, after the vCPU is done.
-    unsafe {
-        layout.bind(
-            &vm,
-            GmemSlot {
-                slot: 0,
-                gpa: 0,
-                size: RAM,
-                userspace_addr: host,
-                gmem: gmem.clone(),
-                gmem_offset: 0,
-                shared_discard: SharedDiscard::DontNeed,
-            },
-        )?
-    };
+    for (i, region) in mem.iter().enumerate() {
+        let slot = GmemSlot::from_region(i as u32, region, gmem.clone(), region.start_addr().0)?;
+        // SAFETY: `mem` owns the mapping and lives until the end of `run`, after the vCPU is
+        // done.
+        unsafe { layout.bind(&vm, slot)? };
+    }
     println!(
         "memslot 0: GPA 0..{RAM:#x} bound with KVM_SET_USER_MEMORY_REGION2 (guest_memfd offset 0)"
     );
