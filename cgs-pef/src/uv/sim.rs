@@ -783,20 +783,28 @@ impl SimUltravisor {
         self.log("UV_PAGE_IN", [gpa, flags], rc)
     }
 
-    fn uv_page_in_inner(&mut self, gpa: u64, flags: u64, order: u64) -> i64 {
+    /// The argument checks `UV_PAGE_IN` and `UV_PAGE_OUT` share; the page's gfn when they pass.
+    fn uv_page_args(&self, gpa: u64, flags: u64, order: u64) -> std::result::Result<u64, i64> {
         if self.mode == GuestMode::Normal {
-            return H_FUNCTION;
+            return Err(H_FUNCTION);
         }
         if gpa % self.page_size != 0 || !self.gfn_valid(gpa >> self.shift) {
-            return H_P3;
+            return Err(H_P3);
         }
         if flags != 0 {
-            return H_P4;
+            return Err(H_P4);
         }
         if order != u64::from(self.shift) {
-            return H_P5;
+            return Err(H_P5);
         }
-        let gfn = gpa >> self.shift;
+        Ok(gpa >> self.shift)
+    }
+
+    fn uv_page_in_inner(&mut self, gpa: u64, flags: u64, order: u64) -> i64 {
+        let gfn = match self.uv_page_args(gpa, flags, order) {
+            Ok(gfn) => gfn,
+            Err(rc) => return rc,
+        };
         let mut data = Zeroizing::new(vec![0u8; self.page_size as usize]);
         if self.mem.read_slice(&mut data, GuestAddress(gpa)).is_err() {
             return H_P3;
@@ -828,19 +836,10 @@ impl SimUltravisor {
     }
 
     fn uv_page_out_inner(&mut self, gpa: u64, flags: u64, order: u64) -> i64 {
-        if self.mode == GuestMode::Normal {
-            return H_FUNCTION;
-        }
-        if gpa % self.page_size != 0 || !self.gfn_valid(gpa >> self.shift) {
-            return H_P3;
-        }
-        if flags != 0 {
-            return H_P4;
-        }
-        if order != u64::from(self.shift) {
-            return H_P5;
-        }
-        let gfn = gpa >> self.shift;
+        let gfn = match self.uv_page_args(gpa, flags, order) {
+            Ok(gfn) => gfn,
+            Err(rc) => return rc,
+        };
         let Some(plain) = self
             .pages
             .get(&gfn)
@@ -891,20 +890,25 @@ impl SimUltravisor {
         c.apply_keystream(data);
     }
 
-    fn tag(&self, gfn: u64, nonce: u64, cipher: &[u8]) -> [u8; 32] {
+    /// The page-out MAC state over (gfn, nonce, ciphertext).
+    fn tag_mac(&self, gfn: u64, nonce: u64, cipher: &[u8]) -> crate::key::HmacSha256 {
         let mut mac = self.mac_key.mac();
         mac.update(&gfn.to_le_bytes());
         mac.update(&nonce.to_le_bytes());
         mac.update(cipher);
-        mac.finalize().into_bytes().into()
+        mac
     }
 
+    fn tag(&self, gfn: u64, nonce: u64, cipher: &[u8]) -> [u8; 32] {
+        self.tag_mac(gfn, nonce, cipher)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Constant-time check of a page-out tag.
     fn tag_matches(&self, gfn: u64, nonce: u64, cipher: &[u8], tag: &[u8; 32]) -> bool {
-        let mut mac = self.mac_key.mac();
-        mac.update(&gfn.to_le_bytes());
-        mac.update(&nonce.to_le_bytes());
-        mac.update(cipher);
-        mac.verify_slice(tag).is_ok()
+        self.tag_mac(gfn, nonce, cipher).verify_slice(tag).is_ok()
     }
 
     fn log(&mut self, call: &'static str, args: [u64; 2], rc: i64) -> i64 {
