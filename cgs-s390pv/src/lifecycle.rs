@@ -56,6 +56,9 @@ pub const ONLY_MIGRATABLE: &str =
      option. You must remove either the 'unpack' facility or the --only-migratable option";
 const TWO_GIB: u64 = 2 << 30;
 const MIB: u64 = 1 << 20;
+/// Largest dump buffer [`S390PvGuest::dump`] allocates for one `KVM_PV_DUMP` call (a sanity
+/// limit on the sizes `KVM_PV_INFO_DUMP` reports; the UV's are a page or less per unit).
+pub const MAX_DUMP_BUFFER: u64 = 16 * MIB;
 /// Bound on EINTR retries of one command (QEMU retries without bound).
 const MAX_EINTR_RETRIES: u32 = 10_000;
 /// The command id recorded for vCPU ioctls that are not PV commands.
@@ -517,6 +520,23 @@ impl<U: Ultravisor> S390PvGuest<U> {
                 "the host lacks KVM_CAP_S390_PROTECTED_DUMP (no KVM_PV_INFO_DUMP sizes)",
             ));
         };
+        // The sizes come from KVM_PV_INFO_DUMP: check them before DUMP_INIT and before
+        // allocating (the largest storage-state request covers 256 MiB).
+        let size = |what: &str, n: Option<u64>| {
+            n.filter(|&n| n <= MAX_DUMP_BUFFER)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    Error::invalid_input(
+                        "PV dump",
+                        format!("KVM_PV_INFO_DUMP {what} size exceeds {MAX_DUMP_BUFFER:#x} bytes"),
+                    )
+                })
+        };
+        let cpu_len = size("CPU buffer", Some(info.cpu_buffer_len))?;
+        let per = info.config_mem_buffer_per_1m;
+        let total_mib = self.machine.ram_size.div_ceil(MIB);
+        size("storage state", total_mib.min(256).checked_mul(per))?;
+        let completion_len = size("completion", Some(info.config_finalize_len))?;
         if let Err(e) = self.command(vm, PvCommand::DumpInit) {
             if self.header.as_ref().is_some_and(|h| !h.dump_allowed()) {
                 return Err(Error::Backend {
@@ -529,20 +549,18 @@ impl<U: Ultravisor> S390PvGuest<U> {
         }
         let mut cpus = Vec::with_capacity(vcpus.len());
         for vcpu in vcpus {
-            let mut buf = vec![0u8; info.cpu_buffer_len as usize];
+            let mut buf = vec![0u8; cpu_len];
             self.run_retrying("KVM_PV_DUMP(CPU)", uapi::KVM_PV_DUMP, |uv| {
                 uv.dump_cpu(vcpu, &mut buf)
             })?;
             cpus.push(buf);
         }
-        let per = info.config_mem_buffer_per_1m;
-        let total_mib = self.machine.ram_size.div_ceil(MIB);
         let mut storage_state = Vec::new();
         let mut gaddr = 0u64;
         let mut left = total_mib;
         while left > 0 {
             let n = left.min(256);
-            let mut buf = vec![0u8; (n * per) as usize];
+            let mut buf = vec![0u8; size("storage state", n.checked_mul(per))?];
             let out = self.command(
                 vm,
                 PvCommand::DumpStorState {
@@ -557,7 +575,7 @@ impl<U: Ultravisor> S390PvGuest<U> {
             storage_state.extend_from_slice(&buf);
             left -= n;
         }
-        let mut completion = vec![0u8; info.config_finalize_len as usize];
+        let mut completion = vec![0u8; completion_len];
         self.command(
             vm,
             PvCommand::DumpComplete {

@@ -519,6 +519,38 @@ fn without_the_dump_capability_info_is_skipped_and_dump_unsupported() {
     assert!(e.to_string().contains("KVM_CAP_S390_PROTECTED_DUMP"), "{e}");
 }
 
+/// Regression: dump sizes from KVM_PV_INFO_DUMP were allocated unchecked (`u64::MAX` aborted the
+/// process); now they are refused before DUMP_INIT.
+#[test]
+fn absurd_dump_sizes_are_refused_before_dump_init() {
+    for (cpu, per, fin) in [
+        (u64::MAX, 256, 0x100),
+        (0x1000, u64::MAX, 0x100),
+        (0x1000, 256, 1 << 40),
+    ] {
+        let mut cfg = SimConfig::random();
+        cfg.info_dump.cpu_buffer_len = cpu;
+        cfg.info_dump.config_mem_buffer_per_1m = per;
+        cfg.info_dump.config_finalize_len = fin;
+        let Some(mut g) = guest_with(
+            "absurd_dump_sizes",
+            cfg,
+            Pcf::DEFAULT | Pcf::ALLOW_DUMPING,
+            MEM,
+            false,
+        ) else {
+            return;
+        };
+        g.life.backend_mut().protect(&g.vm, &g.mem).unwrap();
+        let e = g.life.backend_mut().dump(&g.vm, &[&g.vcpu]).unwrap_err();
+        assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+        assert!(
+            !g.sim.dumping(),
+            "DUMP_INIT ran before the sizes were checked"
+        );
+    }
+}
+
 #[test]
 fn protect_before_kvm_init_is_refused_without_touching_the_uv() {
     let Some(kvm) = kvm_or_skip("protect_before_kvm_init") else {
