@@ -41,12 +41,13 @@ pub fn open_dump_blob(
     blob: &[u8],
     plain_len: usize,
 ) -> Option<Vec<u8>> {
-    if blob.len() < 12 + plain_len + 16 {
-        return None;
-    }
-    let iv: [u8; 12] = blob[..12].try_into().ok()?;
-    let mut body = blob[12..12 + plain_len].to_vec();
-    let tag: [u8; 16] = blob[12 + plain_len..12 + plain_len + 16].try_into().ok()?;
+    let body_end = plain_len.checked_add(12)?;
+    let iv: [u8; 12] = blob.get(..12)?.try_into().ok()?;
+    let mut body = blob.get(12..body_end)?.to_vec();
+    let tag: [u8; 16] = blob
+        .get(body_end..body_end.checked_add(16)?)?
+        .try_into()
+        .ok()?;
     crypto::gcm_open(&dump_key(cck), &iv, aad, &mut body, &tag).then_some(body)
 }
 

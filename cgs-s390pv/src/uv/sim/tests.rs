@@ -483,6 +483,10 @@ fn dump_only_when_the_header_allows_it() {
     h.update(&state);
     assert_eq!(digest, h.finalize().to_vec());
     assert_eq!(open_dump_blob(&[0u8; 32], b"complete", &done, 64), None);
+    // Regression: a plaintext length near usize::MAX once overflowed `12 + plain_len + 16`.
+    for len in [usize::MAX, usize::MAX - 12, usize::MAX - 27] {
+        assert_eq!(open_dump_blob(&s.img.cck, b"complete", &done, len), None);
+    }
 }
 
 #[test]
