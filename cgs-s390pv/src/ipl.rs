@@ -7,6 +7,8 @@
 //! component, components that fit the block, 4 KiB-aligned addresses and strictly increasing tweak
 //! prefixes. Every rejection is a typed [`IplError`] that maps to diag 308's `0x0402`.
 
+use crate::se_header::{be32, be64};
+
 /// `IPL_PBT_PV`: parameter block type of a PV IPIB.
 pub const IPL_PBT_PV: u8 = 5;
 /// `S390_IPLB_MIN_PV_LEN`.
@@ -135,18 +137,6 @@ pub struct PvIplBlock {
     pub pv_header_size: u64,
     /// Components in IPIB order (the order of UNPACK).
     pub components: Vec<PvComponent>,
-}
-
-fn be32(b: &[u8], o: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[o..o + 4]);
-    u32::from_be_bytes(a)
-}
-
-fn be64(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[o..o + 8]);
-    u64::from_be_bytes(a)
 }
 
 impl PvIplBlock {

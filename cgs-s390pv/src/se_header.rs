@@ -150,13 +150,15 @@ pub struct SeHeader {
     pub tag: [u8; 16],
 }
 
-fn be64(b: &[u8], off: usize) -> u64 {
+/// The big-endian `u64` at `off` (callers check `off + 8 <= b.len()`; shared with the IPIB).
+pub(crate) fn be64(b: &[u8], off: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[off..off + 8]);
     u64::from_be_bytes(a)
 }
 
-fn be32(b: &[u8], off: usize) -> u32 {
+/// The big-endian `u32` at `off` (callers check `off + 4 <= b.len()`).
+pub(crate) fn be32(b: &[u8], off: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[off..off + 4]);
     u32::from_be_bytes(a)
