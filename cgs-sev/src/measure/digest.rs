@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::cpu::CpuSignature;
 use super::error::{MeasureError, Result};
-use super::gctx::{Gctx, LD_SIZE};
+use super::gctx::{Gctx, LD_SIZE, PAGE_SIZE};
 use super::hashes::{KernelHashes, PADDED_TABLE_LEN};
 use super::ovmf::{MetadataSection, OvmfImage, SectionKind};
 use super::vmm::{CpuidPlacement, SecMemPages, VmmPreset};
@@ -122,13 +122,17 @@ fn snp_kernel_hashes_section(
         .ok_or(MeasureError::MissingTableEntry {
             name: "SEV_HASH_TABLE_RV_GUID",
         })?;
-    let region = k
-        .region((table_gpa & 0xFFF) as usize, s.size as usize)
+    // The section's size comes from the image: build only the pages the table can touch (it
+    // starts in the first page, so at most two) and measure the rest as zero pages, instead of
+    // allocating up to 4 GiB.
+    let head_len = len.min(2 * PAGE_SIZE);
+    let head = k
+        .region((table_gpa & 0xFFF) as usize, head_len as usize)
         .map_err(|_| MeasureError::HashesTablePlacement {
             gpa: u64::from(table_gpa),
             section_len: len,
         })?;
-    g.update_normal_pages(gpa, &region)
+    g.update_normal_pages_zero_padded(gpa, &head, len)
 }
 
 /// Where the SVSM image ends: below OVMF and its variable store (`ovmf.gpa() − vars_size`).
@@ -240,4 +244,40 @@ pub fn snp_launch_digest(ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<
         }
     }
     Ok(g.ld())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::ovmf::tests::synthetic_image;
+
+    /// The kernel-hashes section is measured as the zero-padded region QEMU fills, for sections
+    /// of one, two and many pages (the last once allocated the whole image-declared size).
+    #[test]
+    fn kernel_hashes_section_equals_the_full_region() {
+        let k = KernelHashes::from_contents(b"kernel", None, Some(b"console=ttyS0"));
+        for pages in [1u32, 2, 3, 64] {
+            let img = synthetic_image(&[(0x81_0000, pages * 0x1000, 0x10)]);
+            let ovmf = OvmfImage::parse(&img).unwrap();
+            let s = ovmf.metadata_sections()[0];
+            let mut got = Gctx::new();
+            snp_kernel_hashes_section(&mut got, &ovmf, Some(&k), &s).unwrap();
+            let mut want = Gctx::new();
+            want.update_normal_pages(
+                0x81_0000,
+                &k.region(0xC00, pages as usize * 0x1000).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(got, want, "{pages} pages");
+        }
+        let img = synthetic_image(&[(0x81_0000, 0x1800, 0x10)]);
+        let ovmf = OvmfImage::parse(&img).unwrap();
+        let s = ovmf.metadata_sections()[0];
+        let mut g = Gctx::new();
+        assert!(matches!(
+            snp_kernel_hashes_section(&mut g, &ovmf, Some(&k), &s),
+            Err(MeasureError::NotPageAligned { .. })
+        ));
+        assert_eq!(g, Gctx::new());
+    }
 }

@@ -91,6 +91,32 @@ impl Gctx {
         Ok(())
     }
 
+    /// NORMAL pages over `len` bytes from `gpa`: `head` (a multiple of 4 KiB, at most `len`)
+    /// followed by zeros, measured exactly as [`update_normal_pages`](Self::update_normal_pages)
+    /// over the zero-padded buffer would be, without allocating the zeros (`len` may come from an
+    /// untrusted image).
+    pub fn update_normal_pages_zero_padded(
+        &mut self,
+        gpa: u64,
+        head: &[u8],
+        len: u64,
+    ) -> Result<()> {
+        check_aligned("normal pages", gpa, len)?;
+        let head_len = head.len() as u64;
+        if head_len > len {
+            return Err(MeasureError::invalid(
+                "normal pages",
+                format!("{head_len:#x} bytes of data exceed the {len:#x}-byte range"),
+            ));
+        }
+        self.update_normal_pages(gpa, head)?;
+        let zero: [u8; LD_SIZE] = Sha384::digest([0u8; PAGE_SIZE as usize]).into();
+        for page in head_len / PAGE_SIZE..len / PAGE_SIZE {
+            self.update(PageType::Normal, gpa + page * PAGE_SIZE, &zero);
+        }
+        Ok(())
+    }
+
     /// Pages whose CONTENTS are zero (ZERO, UNMEASURED, SECRETS, CPUID), one per 4 KiB of `len`.
     pub fn update_contentless_pages(
         &mut self,
@@ -180,6 +206,27 @@ mod tests {
             );
         }
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn zero_padded_pages_equal_the_padded_buffer() {
+        let head: Vec<u8> = (0..2 * 4096u32).map(|i| (i % 253) as u8).collect();
+        let mut padded = head.clone();
+        padded.resize(5 * 4096, 0);
+        let mut a = Gctx::new();
+        a.update_normal_pages_zero_padded(0x8000, &head, 5 * 4096)
+            .unwrap();
+        let mut b = Gctx::new();
+        b.update_normal_pages(0x8000, &padded).unwrap();
+        assert_eq!(a, b);
+        let mut c = Gctx::new();
+        assert!(c
+            .update_normal_pages_zero_padded(0x8000, &head, 4096)
+            .is_err());
+        assert!(c
+            .update_normal_pages_zero_padded(0x8000, &head, 3 * 4096 + 1)
+            .is_err());
+        assert_eq!(c, Gctx::new());
     }
 
     #[test]
