@@ -130,7 +130,9 @@ impl<'a> OvmfImage<'a> {
     /// The SVSM entry point (`SVSM_INFO` offset + the image's GPA), for a Coconut-SVSM image.
     pub fn svsm_entry(&self) -> Result<u64> {
         let off = self.entry_u32(&guid::SVSM_INFO, "SVSM_INFO_GUID", 0)?;
-        Ok(self.gpa() + u64::from(off))
+        self.gpa()
+            .checked_add(u64::from(off))
+            .ok_or_else(|| MeasureError::invalid("SVSM entry", "offset wraps the address space"))
     }
 
     /// All footer-table entries, nearest the footer first.
@@ -334,6 +336,27 @@ pub(crate) mod tests {
         assert_eq!(o.metadata_sections()[1].kind, SectionKind::Secrets);
         assert!(o.has_section(SectionKind::KernelHashes));
         assert!(!o.has_section(SectionKind::Cpuid));
+    }
+
+    /// Regression: an SVSM offset near the top of the address space once overflowed `gpa + off`.
+    #[test]
+    fn svsm_entry_that_wraps_is_an_error() {
+        let mut img = vec![0u8; 4096];
+        let footer = 4096 - FOOTER_END_OFFSET - ENTRY_HEADER;
+        let mut table = 0xFFFF_FFFFu32.to_le_bytes().to_vec();
+        table.extend_from_slice(&((4 + ENTRY_HEADER) as u16).to_le_bytes());
+        table.extend_from_slice(&guid::SVSM_INFO.0);
+        img[footer - table.len()..footer].copy_from_slice(&table);
+        img[footer..footer + 2]
+            .copy_from_slice(&((table.len() + ENTRY_HEADER) as u16).to_le_bytes());
+        img[footer + 2..footer + ENTRY_HEADER].copy_from_slice(&guid::OVMF_TABLE_FOOTER.0);
+        let top = OvmfImage::parse_at(&img, u64::MAX).unwrap();
+        assert!(matches!(
+            top.svsm_entry(),
+            Err(MeasureError::InvalidInput { .. })
+        ));
+        let low = OvmfImage::parse_at(&img, FOUR_GIB).unwrap();
+        assert_eq!(low.svsm_entry().unwrap(), FOUR_GIB - 4096 + 0xFFFF_FFFF);
     }
 
     #[test]
