@@ -210,3 +210,30 @@ fn usage_errors_exit_2_and_runtime_errors_exit_1() {
         Some(1)
     );
 }
+
+/// Regression: `--9223372036854775808` passed the sign check twice and `-(-2^63)` overflowed
+/// (a panic in debug builds); a doubled sign is an invalid int, as Python says.
+#[test]
+fn doubled_signs_are_invalid_ints_not_panics() {
+    for arg in [
+        "--vcpu-sig=--9223372036854775808",
+        "--vcpu-sig=-+5",
+        "--vcpus=--5",
+        "--vcpus=+-5",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cgs-measure"))
+            .args([
+                "--mode",
+                "snp",
+                arg,
+                "--ovmf",
+                "ovmf_debian_code_suffix.bin",
+            ])
+            .current_dir(fixtures())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {stderr}");
+        assert!(stderr.contains("invalid int value"), "{arg}: {stderr}");
+    }
+}

@@ -120,12 +120,18 @@ fn parse_int10(s: &str) -> Option<i64> {
 }
 
 fn parse_digits(d: &str, radix: u32, neg: bool) -> Option<i64> {
-    if d.is_empty() || d.starts_with('_') || d.ends_with('_') || d.contains("__") {
+    // One sign only (Python refuses `--5`; `from_str_radix` would take a second one, and
+    // `-(-2^63)` overflows).
+    if d.is_empty() || d.starts_with(['_', '+', '-']) || d.ends_with('_') || d.contains("__") {
         return None;
     }
     let clean: String = d.chars().filter(|&c| c != '_').collect();
     let v = i64::from_str_radix(&clean, radix).ok()?;
-    Some(if neg { -v } else { v })
+    if neg {
+        v.checked_neg()
+    } else {
+        Some(v)
+    }
 }
 
 fn value_str(flag: &str, v: &OsString) -> Result<String, Failure> {
