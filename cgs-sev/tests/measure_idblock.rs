@@ -104,3 +104,24 @@ fn cgs_id_block_cli_prints_the_vector() {
         Some(1)
     );
 }
+
+/// Regression: `std::env::args` panicked (exit 101) on an argument that is not UTF-8.
+#[test]
+fn cgs_id_block_refuses_non_utf8_arguments() {
+    use std::os::unix::ffi::OsStrExt;
+    for args in [
+        vec![
+            std::ffi::OsStr::from_bytes(b"--idkey"),
+            std::ffi::OsStr::from_bytes(b"\xff.pem"),
+        ],
+        vec![std::ffi::OsStr::from_bytes(b"--\xff")],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgs-id-block"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("not valid UTF-8"), "{args:?}: {stderr}");
+    }
+}

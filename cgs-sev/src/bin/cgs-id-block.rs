@@ -36,8 +36,17 @@ fn load_key(path: &str) -> Result<SnpSigningKey, Failure> {
 fn run() -> Result<(), Failure> {
     let (mut ld, mut idkey, mut authorkey) = (None, None, None);
     let (mut policy, mut svn) = (DEFAULT_POLICY, 0u32);
-    let mut args = std::env::args().skip(1);
+    // `std::env::args` panics on an argument that is not UTF-8: convert each one ourselves.
+    let mut args = std::env::args_os().skip(1).map(|a| {
+        a.into_string().map_err(|a| {
+            Failure(
+                format!("argument {}: not valid UTF-8", a.to_string_lossy()),
+                2,
+            )
+        })
+    });
     while let Some(a) = args.next() {
+        let a = a?;
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
             _ => (a.clone(), None),
@@ -46,11 +55,14 @@ fn run() -> Result<(), Failure> {
             println!("usage: cgs-id-block [-h] [--measurement VALUE] [--idkey PATH] [--authorkey PATH] [--policy VALUE] [--guest-svn N]");
             return Ok(());
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| Failure(format!("argument {flag}: expected one argument"), 2))
+        let mut value = || match inline.clone() {
+            Some(v) => Ok(v),
+            None => args.next().unwrap_or_else(|| {
+                Err(Failure(
+                    format!("argument {flag}: expected one argument"),
+                    2,
+                ))
+            }),
         };
         match flag.as_str() {
             "--measurement" => ld = Some(value()?),
