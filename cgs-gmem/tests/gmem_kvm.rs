@@ -578,3 +578,87 @@ fn conversions_discard_real_memory() {
     // A range the layout does not back is refused before any change.
     assert!(conv.to_shared(SIZE, PAGE_SIZE).is_err());
 }
+
+/// Runs `access` in a forked child and returns the signal that ended it (`None` when it exited
+/// normally). The child only performs the memory access and `_exit`s.
+fn signal_of_access(addr: *const u8) -> Option<i32> {
+    // SAFETY: the child performs one volatile read and `_exit`s without touching any lock or
+    // allocator, so forking a multi-threaded test process is fine.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: see above; a bad access kills the child with a signal.
+        unsafe {
+            std::ptr::read_volatile(addr);
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for the child we just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status))
+}
+
+fn raw_mmap(fd: i32, len: u64) -> *mut u8 {
+    // SAFETY: a shared mapping of our guest_memfd; the test unmaps it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p.cast()
+}
+
+/// guest_memfd_test: test_fault_overflow (SIGBUS past the end of the file) and
+/// test_fault_private (SIGBUS on a host access to private guest_memfd memory, i.e. MMAP without
+/// INIT_SHARED), each checked in a forked child; plus test_mmap_cow (MAP_PRIVATE refused).
+#[test]
+fn faults_past_the_end_and_on_private_memory_raise_sigbus() {
+    let Some((_kvm, vm, flags)) =
+        vm_with_gmem("faults_past_the_end_and_on_private_memory_raise_sigbus")
+    else {
+        return;
+    };
+    let size = 4 * PAGE_SIZE;
+    if flags.contains(GmemFlags::MMAP | GmemFlags::INIT_SHARED) {
+        let g = GuestMemfd::create(&vm, size, GmemFlags::MMAP | GmemFlags::INIT_SHARED).unwrap();
+        let p = raw_mmap(g.as_raw_fd(), 2 * size);
+        // SAFETY: inside the 2 * size mapping.
+        let (inside, past) = unsafe {
+            (
+                p.add(PAGE_SIZE as usize),
+                p.add((size + PAGE_SIZE) as usize),
+            )
+        };
+        assert_eq!(signal_of_access(inside), None);
+        assert_eq!(signal_of_access(past), Some(libc::SIGBUS));
+        // SAFETY: unmapping what raw_mmap mapped.
+        unsafe { libc::munmap(p.cast(), 2 * size as usize) };
+        // test_mmap_cow: a private (copy-on-write) mapping is refused.
+        // SAFETY: mmap of our descriptor; checked for failure.
+        let cow = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                g.as_raw_fd(),
+                0,
+            )
+        };
+        assert_eq!(cow, libc::MAP_FAILED);
+    }
+    if flags.contains(GmemFlags::MMAP) {
+        let g = GuestMemfd::create(&vm, size, GmemFlags::MMAP).unwrap();
+        let p = raw_mmap(g.as_raw_fd(), size);
+        assert_eq!(signal_of_access(p), Some(libc::SIGBUS));
+        // SAFETY: unmapping what raw_mmap mapped.
+        unsafe { libc::munmap(p.cast(), size as usize) };
+    }
+}
