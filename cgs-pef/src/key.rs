@@ -4,7 +4,7 @@ use std::fmt;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// HMAC-SHA-256.
 pub(crate) type HmacSha256 = Hmac<Sha256>;
@@ -21,11 +21,11 @@ impl UvKey {
         UvKey(bytes)
     }
 
-    /// A sub-key for `purpose` (HMAC-SHA-256(key, purpose)).
-    pub(crate) fn derive(&self, purpose: &[u8]) -> [u8; 32] {
+    /// A sub-key for `purpose` (HMAC-SHA-256(key, purpose)), wiped when dropped.
+    pub(crate) fn derive(&self, purpose: &[u8]) -> Zeroizing<[u8; 32]> {
         let mut mac = self.mac();
         mac.update(purpose);
-        mac.finalize().into_bytes().into()
+        Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
     /// An HMAC-SHA-256 instance keyed with this key.

@@ -232,8 +232,8 @@ impl SimUltravisor {
             return Err(Error::invalid_input("guest memory", "no memory"));
         }
         gfns.sort_unstable();
-        let enc_key = Zeroizing::new(config.key.derive(b"cgs-pef page-out encryption"));
-        let mac_key = UvKey::from_bytes(config.key.derive(b"cgs-pef page-out integrity"));
+        let enc_key = config.key.derive(b"cgs-pef page-out encryption");
+        let mac_key = UvKey::from_bytes(*config.key.derive(b"cgs-pef page-out integrity"));
         Ok(SimUltravisor {
             shift,
             page_size,
