@@ -45,14 +45,16 @@ use crate::uapi::{
 /// `KVM_HC_MAP_GPA_RANGE`.
 const KVM_HC_MAP_GPA_RANGE: u64 = 12;
 
-/// Migration blocker reasons.
-pub const BLOCKER_SEV: &str = "SEV: Migration is not implemented";
-/// SEV-ES blocker.
-pub const BLOCKER_SEV_ES: &str =
-    "SEV-ES: encrypted vCPU state cannot be migrated (KVM has no SEND/RECEIVE_UPDATE_VMSA)";
-/// SEV-SNP blocker.
+/// Migration blocker of a legacy SEV guest until it opts in (lifted by
+/// [`migration::optin::apply`](crate::migration::optin::apply)).
+pub const BLOCKER_SEV: &str =
+    "SEV: the guest has not enabled migration (MSR_KVM_MIGRATION_CONTROL.KVM_MIGRATION_READY)";
+/// SEV-ES blocker (permanent: KVM has no interface for the firmware's *_UPDATE_VMSA).
+pub const BLOCKER_SEV_ES: &str = "SEV-ES: Migration is not implemented: KVM has no \
+     SEND_UPDATE_VMSA/RECEIVE_UPDATE_VMSA, so the encrypted vCPU state cannot be moved";
+/// SEV-SNP blocker (permanent).
 pub const BLOCKER_SEV_SNP: &str =
-    "SEV-SNP: Migration is not implemented (KVM has no SNP migration commands)";
+    "SEV-SNP: Migration is not implemented: KVM has no SNP migration commands";
 
 #[derive(Debug)]
 enum Launch<F> {

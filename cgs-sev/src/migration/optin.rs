@@ -32,17 +32,14 @@ pub const KVM_FEATURE_HC_MAP_GPA_RANGE: u32 = 16;
 /// The KVM paravirtual features CPUID leaf.
 pub const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
 
-/// Blocker reason while a legacy SEV guest has not opted in.
-pub const REASON_NOT_OPTED_IN: &str =
-    "SEV: the guest has not enabled migration (MSR_KVM_MIGRATION_CONTROL.KVM_MIGRATION_READY)";
+/// Blocker reason while a legacy SEV guest has not opted in (the backend's initial blocker).
+pub const REASON_NOT_OPTED_IN: &str = crate::backend::BLOCKER_SEV;
 /// Blocker reason after the guest wrote an invalid value (QEMU's wording).
 pub const REASON_REFUSED: &str = "State blocked by migration control MSR";
 /// Blocker reason for SEV-ES guests.
-pub const REASON_SEV_ES: &str = "SEV-ES: Migration is not implemented: KVM has no \
-     SEND_UPDATE_VMSA/RECEIVE_UPDATE_VMSA, so the encrypted vCPU state cannot be moved";
+pub const REASON_SEV_ES: &str = crate::backend::BLOCKER_SEV_ES;
 /// Blocker reason for SEV-SNP guests.
-pub const REASON_SNP: &str =
-    "SEV-SNP: Migration is not implemented: KVM has no SNP migration commands";
+pub const REASON_SNP: &str = crate::backend::BLOCKER_SEV_SNP;
 
 /// Where the guest's opt-in stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
