@@ -169,6 +169,28 @@ fn abort_restores_page_contents() {
     assert_eq!(raw(&mem, SECRET_GPA, SECRET.len()), SECRET);
 }
 
+/// Regression: a page paged out between INIT_START and the abort came back to the host as its
+/// ciphertext; it comes back decrypted (zeroed if the host modified the ciphertext).
+#[test]
+fn abort_restores_paged_out_pages_too() {
+    let (mem, mut sim) = enabled_sim();
+    mem.write_slice(b"page zero", GuestAddress(0)).unwrap();
+    assert_eq!(sim.h_svm_init_start(), H_SUCCESS);
+    assert_eq!(sim.h_svm_page_in(0, 0, ORDER), H_SUCCESS);
+    assert_eq!(sim.h_svm_page_in(PAGE_SIZE, 0, ORDER), H_SUCCESS);
+    assert_eq!(sim.h_svm_page_out(0, 0, ORDER), H_SUCCESS);
+    assert_eq!(sim.h_svm_page_out(PAGE_SIZE, 0, ORDER), H_SUCCESS);
+    sim.host_write(0x10, b"\xff").unwrap();
+    assert_eq!(sim.h_svm_init_abort(), H_PARAMETER);
+    assert_eq!(raw(&mem, SECRET_GPA, SECRET.len()), SECRET);
+    // The tampered page: neither its contents nor the modified ciphertext.
+    assert_eq!(
+        raw(&mem, 0, PAGE_SIZE as usize),
+        vec![0u8; PAGE_SIZE as usize]
+    );
+    sim.check_invariants().unwrap();
+}
+
 #[test]
 fn h_svm_page_in_and_out_argument_checks() {
     let (_mem, mut sim) = enabled_sim();

@@ -703,10 +703,29 @@ impl SimUltravisor {
     fn return_pages_to_host(&mut self) {
         let pages = std::mem::take(&mut self.pages);
         for (gfn, page) in pages {
-            if let Some(data) = &page.secure {
-                // The range was validated when the page moved in; a failure cannot happen, and
-                // the page is host memory again either way.
-                let _ = self.mem.write_slice(data, GuestAddress(gfn << self.shift));
+            let gpa = GuestAddress(gfn << self.shift);
+            // The ranges were validated when the pages moved in, so the writes cannot fail; the
+            // page is host memory again either way.
+            match page.state {
+                PageState::Secure => {
+                    if let Some(data) = &page.secure {
+                        let _ = self.mem.write_slice(data, gpa);
+                    }
+                }
+                // A page paged out during the transition comes back decrypted too; one whose
+                // ciphertext the host modified comes back zeroed (simulator choice).
+                PageState::PagedOut => {
+                    let mut data = Zeroizing::new(vec![0u8; self.page_size as usize]);
+                    let intact = self.mem.read_slice(&mut data, gpa).is_ok()
+                        && self.tag_matches(gfn, page.nonce, &data, &page.tag);
+                    if intact {
+                        self.apply_keystream(page.nonce, &mut data);
+                    } else {
+                        data.fill(0);
+                    }
+                    let _ = self.mem.write_slice(&data, gpa);
+                }
+                PageState::Normal | PageState::Shared => {}
             }
         }
     }
