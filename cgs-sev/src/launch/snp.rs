@@ -23,6 +23,11 @@ use crate::firmware::{
     status_of, Flavour, InitParams, SevFirmware, SevStatus, SnpLaunchFinish, SnpLaunchStart,
     SnpPageType, SnpUpdate,
 };
+use crate::measure::error::MeasureError;
+use crate::measure::ovmf::OvmfImage;
+use crate::measure::plan::snp_launch_plan;
+pub use crate::measure::plan::PlannedRegion;
+use crate::measure::vmm::VmmPreset;
 use crate::measure::vmsa::VmsaPage;
 use crate::policy::SnpPolicy;
 
@@ -316,54 +321,26 @@ impl<F: SevFirmware> SnpLauncher<F> {
     }
 }
 
-/// One range of an OVMF launch plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlannedRegion {
-    /// First GPA.
-    pub gpa: u64,
-    /// Length in bytes (whole pages).
-    pub len: u64,
-    /// How the range is launched.
-    pub page_type: cgs_core::PageType,
-}
-
 /// What QEMU launch-updates for an SNP guest booting `ovmf` without a kernel (qemu-cgs.md §3.6):
-/// the image as NORMAL pages, then each SEV metadata section in file order (SEC_MEM, SVSM_CAA and
-/// the unused KERNEL_HASHES page as ZERO, the SECRETS page, the CPUID page). The VMM fills the
-/// CPUID page ([`CpuidPage::to_bytes`]) before launching it.
-pub fn ovmf_launch_plan(ovmf: &crate::measure::ovmf::OvmfImage<'_>) -> Result<Vec<PlannedRegion>> {
-    use crate::measure::ovmf::SectionKind;
-    use cgs_core::PageType;
-    let mut plan = vec![PlannedRegion {
-        gpa: ovmf.gpa(),
-        len: ovmf.data().len() as u64,
-        page_type: PageType::Normal,
-    }];
-    for s in ovmf.metadata_sections() {
-        let (len, page_type) = match s.kind {
-            SectionKind::SecMem | SectionKind::SvsmCaa | SectionKind::KernelHashes => {
-                (u64::from(s.size), PageType::Zero)
-            }
-            SectionKind::Secrets => (4096, PageType::Secrets),
-            SectionKind::Cpuid => (4096, PageType::Cpuid),
-            SectionKind::Unknown(t) => {
-                return Err(Error::invalid_input(
-                    "OVMF SEV metadata",
-                    format!("unknown section type {t:#x}"),
-                ))
-            }
-        };
-        if s.gpa % 4096 != 0 || len % 4096 != 0 || len == 0 {
+/// [`snp_launch_plan`] under [`VmmPreset::QEMU`] — the image as NORMAL pages, then each SEV
+/// metadata section in file order (SEC_MEM, SVSM_CAA and the unused KERNEL_HASHES page as ZERO,
+/// the SECRETS page, the CPUID page) — the same plan the offline digest measures. Every range
+/// must be whole, non-empty pages. The VMM fills the CPUID page ([`CpuidPage::to_bytes`]) before
+/// launching it.
+pub fn ovmf_launch_plan(ovmf: &OvmfImage<'_>) -> Result<Vec<PlannedRegion>> {
+    let plan = snp_launch_plan(ovmf, &VmmPreset::QEMU, false).map_err(|e| match e {
+        MeasureError::UnknownSectionType(t) => {
+            Error::invalid_input("OVMF SEV metadata", format!("unknown section type {t:#x}"))
+        }
+        e => Error::invalid_input("OVMF SEV metadata", e.to_string()),
+    })?;
+    for r in &plan[1..] {
+        if r.gpa % 4096 != 0 || r.len % 4096 != 0 || r.len == 0 {
             return Err(Error::invalid_input(
                 "OVMF SEV metadata",
-                format!("section [{:#x}, +{len:#x}) is not whole pages", s.gpa),
+                format!("section [{:#x}, +{:#x}) is not whole pages", r.gpa, r.len),
             ));
         }
-        plan.push(PlannedRegion {
-            gpa: u64::from(s.gpa),
-            len,
-            page_type,
-        });
     }
     Ok(plan)
 }

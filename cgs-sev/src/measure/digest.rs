@@ -4,7 +4,8 @@
 //! - SEV: `SHA-256(OVMF ‖ [hashes table])`.
 //! - SEV-ES: `SHA-256(OVMF ‖ [hashes table] ‖ VMSA_BSP ‖ VMSA_AP × (n−1))`.
 //! - SNP: the [`Gctx`] chain over the OVMF pages (or a precomputed OVMF hash), the SEV metadata
-//!   sections mapped to page types as QEMU maps them, then one VMSA per vCPU.
+//!   sections as the launch plan maps them to page types ([`super::plan`]), then one VMSA per
+//!   vCPU.
 
 use cgs_core::PageType;
 use sha2::{Digest, Sha256};
@@ -13,8 +14,9 @@ use super::cpu::CpuSignature;
 use super::error::{MeasureError, Result};
 use super::gctx::{Gctx, LD_SIZE, PAGE_SIZE};
 use super::hashes::{KernelHashes, PADDED_TABLE_LEN};
-use super::ovmf::{MetadataSection, OvmfImage, SectionKind};
-use super::vmm::{CpuidPlacement, SecMemPages, VmmPreset};
+use super::ovmf::{OvmfImage, SectionKind};
+use super::plan::snp_section_plan;
+use super::vmm::VmmPreset;
 use super::vmsa::{VcpuRole, VcpuState, VmsaBuilder};
 
 /// The inputs of an SEV-ES or SNP launch digest beyond the firmware image.
@@ -107,16 +109,14 @@ pub fn snp_ovmf_hash(ovmf: &OvmfImage<'_>) -> Result<[u8; LD_SIZE]> {
     Ok(g.ld())
 }
 
+/// The `SNP_KERNEL_HASHES` section `[gpa, +len)` of a kernel boot: the hashes table, zero-padded.
 fn snp_kernel_hashes_section(
     g: &mut Gctx,
     ovmf: &OvmfImage<'_>,
-    kernel: Option<&KernelHashes>,
-    s: &MetadataSection,
+    k: &KernelHashes,
+    gpa: u64,
+    len: u64,
 ) -> Result<()> {
-    let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
-    let Some(k) = kernel else {
-        return g.update_contentless_pages(PageType::Zero, gpa, len);
-    };
     let (table_gpa, _) = ovmf
         .sev_hashes_table()?
         .ok_or(MeasureError::MissingTableEntry {
@@ -175,38 +175,13 @@ pub fn snp_svsm_launch_digest(
     Ok(g.ld())
 }
 
-/// The metadata sections of `ovmf` as `inputs.vmm` launches them (see the module docs).
+/// The metadata sections of `ovmf` as `inputs.vmm` launches them ([`snp_section_plan`]).
 fn update_sections(g: &mut Gctx, ovmf: &OvmfImage<'_>, inputs: &LaunchInputs) -> Result<()> {
     let kernel = inputs.kernel_hashes.as_ref();
-    let cpuid_last = inputs.vmm.cpuid == CpuidPlacement::AfterSections;
-    for s in ovmf.metadata_sections() {
-        let (gpa, len) = (u64::from(s.gpa), u64::from(s.size));
-        match s.kind {
-            SectionKind::SecMem => {
-                let t = match inputs.vmm.sec_mem {
-                    SecMemPages::Zero => PageType::Zero,
-                    SecMemPages::Unmeasured => PageType::Unmeasured,
-                };
-                g.update_contentless_pages(t, gpa, len)?;
-            }
-            SectionKind::Secrets => {
-                g.update_contentless_pages(PageType::Secrets, gpa, 0x1000)?;
-            }
-            SectionKind::Cpuid => {
-                if !cpuid_last {
-                    g.update_contentless_pages(PageType::Cpuid, gpa, 0x1000)?;
-                }
-            }
-            SectionKind::KernelHashes => snp_kernel_hashes_section(g, ovmf, kernel, s)?,
-            SectionKind::SvsmCaa => g.update_contentless_pages(PageType::Zero, gpa, len)?,
-            SectionKind::Unknown(t) => return Err(MeasureError::UnknownSectionType(t)),
-        }
-    }
-    if cpuid_last {
-        for s in ovmf.metadata_sections() {
-            if s.kind == SectionKind::Cpuid {
-                g.update_contentless_pages(PageType::Cpuid, u64::from(s.gpa), 0x1000)?;
-            }
+    for r in snp_section_plan(ovmf, &inputs.vmm, kernel.is_some())? {
+        match (r.page_type, kernel) {
+            (PageType::Normal, Some(k)) => snp_kernel_hashes_section(g, ovmf, k, r.gpa, r.len)?,
+            (t, _) => g.update_contentless_pages(t, r.gpa, r.len)?,
         }
     }
     Ok(())
@@ -261,7 +236,7 @@ mod tests {
             let ovmf = OvmfImage::parse(&img).unwrap();
             let s = ovmf.metadata_sections()[0];
             let mut got = Gctx::new();
-            snp_kernel_hashes_section(&mut got, &ovmf, Some(&k), &s).unwrap();
+            snp_kernel_hashes_section(&mut got, &ovmf, &k, s.gpa.into(), s.size.into()).unwrap();
             let mut want = Gctx::new();
             want.update_normal_pages(
                 0x81_0000,
@@ -275,7 +250,7 @@ mod tests {
         let s = ovmf.metadata_sections()[0];
         let mut g = Gctx::new();
         assert!(matches!(
-            snp_kernel_hashes_section(&mut g, &ovmf, Some(&k), &s),
+            snp_kernel_hashes_section(&mut g, &ovmf, &k, s.gpa.into(), s.size.into()),
             Err(MeasureError::NotPageAligned { .. })
         ));
         assert_eq!(g, Gctx::new());

@@ -10,6 +10,7 @@
 //! - [`vmsa`]: the VMSA builder and its KVM register conversions.
 //! - [`ovmf`]: the OVMF footer GUID table and SEV metadata sections.
 //! - [`hashes`]: the kernel-hashes table of measured direct boot.
+//! - [`plan`]: the SNP launch plan (ranges and page types) both the digest and the launch walk.
 //! - [`gctx`]: the SNP PAGE_INFO digest chain.
 //! - [`digest`]: SEV, SEV-ES and SNP launch digests.
 //! - [`idblock`]: the SNP ID block and ID auth (P-384), signing and verification.
@@ -24,6 +25,7 @@ pub mod guid;
 pub mod hashes;
 pub mod idblock;
 pub mod ovmf;
+pub mod plan;
 mod save_area;
 pub mod vmm;
 pub mod vmsa;
