@@ -80,6 +80,39 @@ impl KvmFirmware {
         }
     }
 
+    /// `SEV_ISSUE_CMD` command `id` on the SEV device with its command buffer `data`.
+    ///
+    /// # Safety
+    ///
+    /// `data` must be the command buffer the firmware expects for `id`, and every buffer it
+    /// points at must be live and at least as long as `data` says, for the call.
+    unsafe fn issue_platform<T>(&self, op: &'static str, id: u32, data: &mut T) -> Result<()> {
+        let dev = self
+            .sev
+            .as_ref()
+            .ok_or_else(|| Error::unsupported(op, "no SEV device was opened"))?;
+        let mut cmd = sev_issue_cmd {
+            cmd: id,
+            data: data as *mut T as u64,
+            error: 0,
+        };
+        // SAFETY: `dev` is an open /dev/sev; the kernel reads the 16-byte packed `cmd`, reads and
+        // writes `data` and the buffers it names (valid by this function's contract) and writes
+        // `cmd.error`, all live for the call.
+        let ret = unsafe {
+            libc::ioctl(
+                dev.as_raw_fd(),
+                SEV_ISSUE_CMD as libc::c_ulong,
+                &mut cmd as *mut sev_issue_cmd,
+            )
+        };
+        if ret < 0 {
+            let error = cmd.error;
+            return Err(map_errno(op, errno::Error::last(), error));
+        }
+        Ok(())
+    }
+
     fn issue<T>(&self, vm: &VmFd, op: &'static str, id: u32, data: Option<&mut T>) -> Result<()> {
         let mut cmd = kvm_sev_cmd {
             id,
@@ -161,33 +194,9 @@ impl SevFirmware for KvmFirmware {
     }
 
     fn build(&self) -> Result<FirmwareBuild> {
-        let dev = self
-            .sev
-            .as_ref()
-            .ok_or_else(|| Error::unsupported("SEV_PLATFORM_STATUS", "no SEV device was opened"))?;
         let mut status = sev_user_data_status::default();
-        let mut cmd = sev_issue_cmd {
-            cmd: SEV_PLATFORM_STATUS,
-            data: &mut status as *mut _ as u64,
-            error: 0,
-        };
-        // SAFETY: `dev` is an open /dev/sev; the kernel reads the 16-byte packed `cmd` and writes
-        // the 12-byte `status` it points at and `cmd.error`, both live for the call.
-        let ret = unsafe {
-            libc::ioctl(
-                dev.as_raw_fd(),
-                SEV_ISSUE_CMD as libc::c_ulong,
-                &mut cmd as *mut sev_issue_cmd,
-            )
-        };
-        if ret < 0 {
-            let error = cmd.error;
-            return Err(map_errno(
-                "SEV_PLATFORM_STATUS",
-                errno::Error::last(),
-                error,
-            ));
-        }
+        // SAFETY: SEV_PLATFORM_STATUS takes a `sev_user_data_status`, which holds no pointers.
+        unsafe { self.issue_platform("SEV_PLATFORM_STATUS", SEV_PLATFORM_STATUS, &mut status)? };
         Ok(FirmwareBuild {
             api_major: status.api_major,
             api_minor: status.api_minor,

@@ -8,26 +8,18 @@
 //! `KVM_SEV_SEND_UPDATE_VMSA` / `RECEIVE_UPDATE_VMSA` do not exist in KVM (the ids return
 //! `EINVAL`), so SEV-ES guests cannot be migrated through this interface.
 
-use std::os::fd::AsRawFd;
-
 use kvm_ioctls::VmFd;
 use vm_memory::VolatileSlice;
-use vmm_sys_util::errno;
 
 use cgs_core::{Error, Result};
 
-use super::{len_u32, map_errno, slice_addr, KvmFirmware};
+use super::{len_u32, slice_addr, KvmFirmware};
 use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession};
 use crate::session::{PacketHeader, PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN};
 use crate::uapi::*;
 
 impl KvmFirmware {
     pub(super) fn mig_platform_certs(&self) -> Result<PlatformCerts> {
-        const OP: &str = "SEV_PDH_CERT_EXPORT";
-        let dev = self
-            .sev
-            .as_ref()
-            .ok_or_else(|| Error::unsupported(OP, "no SEV device was opened"))?;
         let mut pdh = vec![0u8; SEV_CERT_LEN];
         let mut chain = vec![0u8; PlatformCerts::PLAT_CHAIN_LEN];
         let mut data = sev_user_data_pdh_cert_export {
@@ -36,24 +28,9 @@ impl KvmFirmware {
             cert_chain_address: chain.as_mut_ptr() as u64,
             cert_chain_len: chain.len() as u32,
         };
-        let mut cmd = sev_issue_cmd {
-            cmd: SEV_PDH_CERT_EXPORT,
-            data: &mut data as *mut _ as u64,
-            error: 0,
-        };
-        // SAFETY: `dev` is an open /dev/sev; the kernel reads `cmd` and `data` and writes at most
-        // `pdh_cert_len` / `cert_chain_len` bytes into the two buffers, all live for the call.
-        let ret = unsafe {
-            libc::ioctl(
-                dev.as_raw_fd(),
-                SEV_ISSUE_CMD as libc::c_ulong,
-                &mut cmd as *mut sev_issue_cmd,
-            )
-        };
-        if ret < 0 {
-            let error = cmd.error;
-            return Err(map_errno(OP, errno::Error::last(), error));
-        }
+        // SAFETY: `data` is SEV_PDH_CERT_EXPORT's buffer; the firmware writes at most
+        // `pdh_cert_len` / `cert_chain_len` bytes into `pdh` and `chain`, live for the call.
+        unsafe { self.issue_platform("SEV_PDH_CERT_EXPORT", SEV_PDH_CERT_EXPORT, &mut data)? };
         let (pl, cl) = (data.pdh_cert_len as usize, data.cert_chain_len as usize);
         pdh.truncate(pl.min(SEV_CERT_LEN));
         chain.truncate(cl.min(PlatformCerts::PLAT_CHAIN_LEN));
