@@ -42,6 +42,8 @@ run_one() {
     if cargo +nightly fuzz run "$t" "$work/corpus/$t" "corpus/$t" -- \
         -runs="$runs" -rss_limit_mb=2048 -print_final_stats=1 >"$logs/$t.log" 2>&1; then
         result=ok
+    elif grep -q 'libFuzzer: run interrupted' "$logs/$t.log"; then
+        result="interrupted (SIGINT) before $runs"
     else
         result=CRASH
         artifact=$(grep -oE 'Test unit written to [^ ]+' "$logs/$t.log" | tail -n 1 | cut -d' ' -f5)
