@@ -239,6 +239,15 @@ fn spa_pfn(asid: u32, gfn: u64) -> Option<u64> {
     (gfn < GUEST_FRAMES).then(|| u64::from(asid) * GUEST_FRAMES + gfn)
 }
 
+/// SNP_LAUNCH_UPDATE's firmware write of `spa`'s RMP entry; a refusal is the simulator's own
+/// inconsistency, reported under `context`.
+fn rmp_set(rmp: &mut Rmp, spa: u64, entry: RmpEntry, context: &'static str) -> Result<()> {
+    rmp.firmware_set(spa, entry).map_err(|e| Error::Backend {
+        context: context.into(),
+        source: Box::new(e),
+    })
+}
+
 fn kvm_err(op: &'static str, errno_val: i32) -> Error {
     Error::kvm(op, errno::Error::new(errno_val))
 }
@@ -965,34 +974,33 @@ impl SevFirmware for SimFirmware {
                     [0; 48]
                 }
                 SnpPageType::Cpuid => {
-                    let Ok(provided) = CpuidPage::from_bytes(&bytes) else {
-                        // A malformed page (count > 64): rejected, the page reclaimed.
-                        p.rmp
-                            .firmware_set(spa, before)
-                            .map_err(|e| Error::Backend {
-                                context: "SNP_LAUNCH_UPDATE (simulated reclaim)".into(),
-                                source: Box::new(e),
-                            })?;
-                        return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PARAM));
-                    };
-                    let mut corrected = provided.clone();
-                    for f in corrected.entries.iter_mut() {
-                        for &(leaf, sub, reg, mask) in &rules {
-                            if f.eax_in == leaf && f.ecx_in == sub {
-                                *f.reg_mut(reg) &= !mask;
+                    // A malformed page (count > 64) or one the rules correct is rejected (the
+                    // corrected page written back for the VMM) and KVM reclaims the page on
+                    // failure: back to its state before the call.
+                    let accepted = match CpuidPage::from_bytes(&bytes) {
+                        Err(_) => false,
+                        Ok(provided) => {
+                            let mut corrected = provided.clone();
+                            for f in corrected.entries.iter_mut() {
+                                for &(leaf, sub, reg, mask) in &rules {
+                                    if f.eax_in == leaf && f.ecx_in == sub {
+                                        *f.reg_mut(reg) &= !mask;
+                                    }
+                                }
                             }
+                            if corrected != provided {
+                                page.copy_from(&corrected.to_bytes()?);
+                            }
+                            corrected == provided
                         }
-                    }
-                    if corrected != provided {
-                        let fixed = corrected.to_bytes()?;
-                        page.copy_from(&fixed);
-                        // KVM reclaims the page on failure: back to its state before the call.
-                        p.rmp
-                            .firmware_set(spa, before)
-                            .map_err(|e| Error::Backend {
-                                context: "SNP_LAUNCH_UPDATE (simulated reclaim)".into(),
-                                source: Box::new(e),
-                            })?;
+                    };
+                    if !accepted {
+                        rmp_set(
+                            &mut p.rmp,
+                            spa,
+                            before,
+                            "SNP_LAUNCH_UPDATE (simulated reclaim)",
+                        )?;
                         return Err(fw(OP_SNP_UPDATE, SevStatus::INVALID_PARAM));
                     }
                     [0; 48]
@@ -1010,12 +1018,12 @@ impl SevFirmware for SimFirmware {
                 vmpl_perms: [PERM_ALL, 0, 0, 0],
                 ..entry
             };
-            p.rmp
-                .firmware_set(spa, validated)
-                .map_err(|e| Error::Backend {
-                    context: "SNP_LAUNCH_UPDATE (simulated RMP)".into(),
-                    source: Box::new(e),
-                })?;
+            rmp_set(
+                &mut p.rmp,
+                spa,
+                validated,
+                "SNP_LAUNCH_UPDATE (simulated RMP)",
+            )?;
             u.gfn_start += 1;
             u.done += 4096;
             self.stats.snp_pages += 1;
