@@ -117,10 +117,27 @@ pub fn run_to_halt<B: ConfidentialBackend>(
     vcpu: &mut VcpuFd,
     max_exits: usize,
 ) -> Result<Vec<u8>> {
+    run_until_halt(vcpu, max_exits, |v| guest.run(v), |_, _| false)
+}
+
+/// Run `vcpu` with `run` (e.g. `VcpuFd::run` or a [`Lifecycle::run`]) until it halts,
+/// collecting the bytes it writes to [`SERIAL_PORT`]. Other port writes go to `port_out`, which
+/// returns whether it took them; any other exit is an error. Gives up after `max_exits` exits.
+pub fn run_until_halt<R, P>(
+    vcpu: &mut VcpuFd,
+    max_exits: usize,
+    mut run: R,
+    mut port_out: P,
+) -> Result<Vec<u8>>
+where
+    R: FnMut(&mut VcpuFd) -> Result<VcpuExit<'_>>,
+    P: FnMut(u16, &[u8]) -> bool,
+{
     let mut out = Vec::new();
     for _ in 0..max_exits {
-        match guest.run(vcpu)? {
+        match run(vcpu)? {
             VcpuExit::IoOut(SERIAL_PORT, data) => out.extend_from_slice(data),
+            VcpuExit::IoOut(port, data) if port_out(port, data) => {}
             VcpuExit::Hlt => return Ok(out),
             other => {
                 return Err(Error::invalid_input(

@@ -282,26 +282,20 @@ pub fn run_progress(vcpu: &mut VcpuFd, n: usize) -> Result<u16> {
 
 /// Run the counter guest until it halts; returns its progress values and its serial output.
 pub fn run_to_end(vcpu: &mut VcpuFd, max_exits: usize) -> Result<(Vec<u16>, Vec<u8>)> {
-    let (mut progress, mut serial) = (Vec::new(), Vec::new());
-    for _ in 0..max_exits {
-        match vcpu.run().map_err(|e| Error::kvm("KVM_RUN", e))? {
-            VcpuExit::IoOut(PROGRESS_PORT, d) if d.len() == 2 => {
-                progress.push(u16::from_le_bytes([d[0], d[1]]))
+    let mut progress = Vec::new();
+    let serial = cgs_core::testing::run_until_halt(
+        vcpu,
+        max_exits,
+        |v| v.run().map_err(|e| Error::kvm("KVM_RUN", e)),
+        |port, d| {
+            let took = port == PROGRESS_PORT && d.len() == 2;
+            if took {
+                progress.push(u16::from_le_bytes([d[0], d[1]]));
             }
-            VcpuExit::IoOut(cgs_core::testing::SERIAL_PORT, d) => serial.extend_from_slice(d),
-            VcpuExit::Hlt => return Ok((progress, serial)),
-            other => {
-                return Err(Error::invalid_input(
-                    "guest exit",
-                    format!("unexpected exit {other:?}"),
-                ))
-            }
-        }
-    }
-    Err(Error::invalid_input(
-        "guest",
-        format!("did not halt within {max_exits} exits"),
-    ))
+            took
+        },
+    )?;
+    Ok((progress, serial))
 }
 
 #[cfg(test)]
