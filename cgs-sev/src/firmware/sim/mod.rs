@@ -27,20 +27,27 @@
 //!
 //! Test hooks: [`UpdateFaults`] makes SNP_LAUNCH_UPDATE return partial progress and `EAGAIN`,
 //! [`SimStats`] counts commands.
+//!
+//! Layout: `platform` (the shared platform and the test hooks), `guest` (one guest context),
+//! `guest_request` (SNP guest requests the firmware answers), this module (the commands of
+//! [`SevFirmware`]) and the migration commands in `src/migration/fw_sim.rs`.
 
 mod guest;
+// The platform: configuration, keys, RMP and guest contexts.
+mod platform;
+// SNP guest requests (MSG_REPORT_REQ, the extended report), answered for tests and examples.
+mod guest_request;
 // Live migration (issue 7): SEND_*/RECEIVE_* of the simulator.
 #[path = "../../migration/fw_sim.rs"]
 mod migration;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use cgs_core::{Error, Result};
 use cgs_gmem::rmp::{PageSize, Rmp, RmpEntry, RmpUpdate, PERM_ALL};
 use kvm_ioctls::{Kvm, VmFd};
 use p384::ecdsa::signature::hazmat::PrehashSigner;
-use p384::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p384::ecdsa::{Signature, VerifyingKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256, Sha384};
 use vm_memory::VolatileSlice;
@@ -49,24 +56,20 @@ use zeroize::Zeroizing;
 
 pub use guest::GuestState;
 use guest::{Guest, SnpLaunchInfo};
+use platform::{spa_pfn, Platform};
+pub use platform::{SimConfig, SimPlatform, SimStats, UpdateFaults};
 
 use super::{
     Flavour, GuestStatus, InitParams, LaunchStart, SevFirmware, SevStatus, SnpLaunchFinish,
     SnpLaunchStart, SnpPageType, SnpUpdate,
 };
-use crate::certs::CertTable;
-use crate::cpuid::{CpuidPage, Reg};
-use crate::guest_msg::{
-    open_message, peek_header, seal_message, GuestMsgError, MessageHeader, Vmpck, MSG_REPORT_REQ,
-    MSG_REPORT_RSP, REPORT_REQ_LEN, REPORT_RSP_HEADER,
-};
+use crate::cpuid::CpuidPage;
 use crate::measure::gctx::Gctx;
 use crate::measure::idblock::{IdAuth, IdBlock};
 use crate::measure::vmsa::VmsaPage;
 use crate::policy::{SevPolicy, SnpPolicy};
-use crate::report::{ReportBody, SIGNING_KEY_NONE, SIGNING_KEY_VCEK, SIG_ALGO_ECDSA_P384_SHA384};
 use crate::session::{
-    accept_session, launch_measure_mac, open_packet, DhKey, FirmwareBuild, LaunchMeasurement,
+    accept_session, launch_measure_mac, open_packet, FirmwareBuild, LaunchMeasurement,
     PacketContext, PacketHeader, SessionError, TransportKeys,
 };
 use crate::uapi;
@@ -83,161 +86,6 @@ pub const LEGACY_REPORT_LEN: usize = 0xD0;
 pub const LEGACY_REPORT_SIGNED_LEN: usize = 0x34;
 /// VMSA offset of `SEV_FEATURES`.
 const VMSA_SEV_FEATURES: usize = 0x3B0;
-
-/// The simulated platform's properties.
-#[derive(Debug, Clone)]
-pub struct SimConfig {
-    /// API version and build reported by PLATFORM_STATUS (and used in LAUNCH_MEASURE).
-    pub build: FirmwareBuild,
-    /// VMSA `SEV_FEATURES` KVM offers (`KVM_X86_SEV_VMSA_FEATURES`).
-    pub vmsa_features: u64,
-    /// SMT is enabled on the host (an SNP policy without SMT fails).
-    pub smt_enabled: bool,
-    /// Number of sockets (an SNP policy requiring a single socket fails if > 1).
-    pub sockets: u32,
-    /// The host supports SEV-ES.
-    pub es_supported: bool,
-    /// The kernel has `KVM_SEV_SNP_ENABLE_REQ_CERTS` (7.x).
-    pub req_certs_supported: bool,
-    /// The host's C-bit position (CPUID 0x8000001F EBX\[5:0\]).
-    pub cbitpos: u32,
-    /// CPUID bits the firmware refuses: `(leaf, subleaf, register, bits that must be clear)`.
-    pub cpuid_rules: Vec<(u32, u32, Reg, u32)>,
-    /// TCB version reported in attestation reports.
-    pub tcb: u64,
-    /// Attestation report version (2–5).
-    pub report_version: u32,
-}
-
-impl Default for SimConfig {
-    fn default() -> Self {
-        SimConfig {
-            build: FirmwareBuild {
-                api_major: 1,
-                api_minor: 55,
-                build: 21,
-            },
-            vmsa_features: crate::measure::vmsa::SEV_FEATURE_DEBUG_SWAP,
-            smt_enabled: true,
-            sockets: 1,
-            es_supported: true,
-            req_certs_supported: true,
-            cbitpos: 51,
-            // The nvtrust#91 case: cache-topology leaf 0x8000001D, EDX bit 2.
-            cpuid_rules: vec![(0x8000_001D, 3, Reg::Edx, 1 << 2)],
-            tcb: 0x1B00_0000_0000_0304,
-            report_version: 3,
-        }
-    }
-}
-
-/// Fault injection for SNP_LAUNCH_UPDATE, to exercise the caller's partial-progress loop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UpdateFaults {
-    /// Process at most this many pages per call (then return success with progress).
-    pub max_pages_per_call: Option<u64>,
-    /// The next this-many calls process at most one page and fail with `EAGAIN`.
-    pub eagain_calls: u32,
-}
-
-/// Command counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SimStats {
-    /// SNP_LAUNCH_UPDATE calls (including ones that failed).
-    pub snp_launch_update_calls: u64,
-    /// Pages SNP_LAUNCH_UPDATE processed.
-    pub snp_pages: u64,
-    /// LAUNCH_UPDATE_DATA calls.
-    pub launch_update_data_calls: u64,
-    /// Bytes registered with `KVM_MEMORY_ENCRYPT_REG_REGION`.
-    pub registered_bytes: u64,
-}
-
-struct Platform {
-    config: SimConfig,
-    pdh: DhKey,
-    pek: SigningKey,
-    vcek: SigningKey,
-    chip_id: [u8; 64],
-    next_handle: u32,
-    guests: BTreeMap<u32, Guest>,
-    rmp: Rmp,
-    certs: CertTable,
-}
-
-/// A simulated SEV platform shared by the [`SimFirmware`]s of its VMs.
-pub struct SimPlatform {
-    state: Mutex<Platform>,
-}
-
-impl std::fmt::Debug for SimPlatform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SimPlatform { keys: <redacted>, .. }")
-    }
-}
-
-impl SimPlatform {
-    /// A platform with fresh keys.
-    pub fn new(config: SimConfig) -> Arc<Self> {
-        let mut chip_id = [0u8; 64];
-        OsRng.fill_bytes(&mut chip_id);
-        Arc::new(SimPlatform {
-            state: Mutex::new(Platform {
-                config,
-                pdh: DhKey::generate(&mut OsRng),
-                pek: SigningKey::random(&mut OsRng),
-                vcek: SigningKey::random(&mut OsRng),
-                chip_id,
-                next_handle: 1,
-                guests: BTreeMap::new(),
-                rmp: Rmp::new(u64::from(MAX_GUESTS + 1) * GUEST_FRAMES),
-                certs: CertTable::new(),
-            }),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Platform> {
-        // A panic while holding the lock cannot leave a half-updated guest: every command
-        // computes first and commits last.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The platform Diffie-Hellman key (what `SEV_PDH_CERT_EXPORT` would give the guest owner).
-    pub fn pdh_public(&self) -> p384::PublicKey {
-        self.lock().pdh.public()
-    }
-
-    /// The VCEK public key that verifies SNP attestation reports.
-    pub fn vcek_public(&self) -> VerifyingKey {
-        *self.lock().vcek.verifying_key()
-    }
-
-    /// The PEK public key that verifies legacy SEV attestation reports.
-    pub fn pek_public(&self) -> VerifyingKey {
-        *self.lock().pek.verifying_key()
-    }
-
-    /// The certificates given to guests' extended requests once the VMM enabled them.
-    pub fn set_certificates(&self, certs: CertTable) {
-        self.lock().certs = certs;
-    }
-
-    /// The platform's configuration.
-    pub fn config(&self) -> SimConfig {
-        self.lock().config.clone()
-    }
-
-    /// The RMP entry of guest frame `gfn` of the guest with `handle` (tests, inspection).
-    pub fn rmp_entry(&self, handle: u32, gfn: u64) -> Option<RmpEntry> {
-        let p = self.lock();
-        let asid = p.guests.get(&handle)?.asid;
-        p.rmp.entry(spa_pfn(asid, gfn)?)
-    }
-}
-
-fn spa_pfn(asid: u32, gfn: u64) -> Option<u64> {
-    (gfn < GUEST_FRAMES).then(|| u64::from(asid) * GUEST_FRAMES + gfn)
-}
 
 /// SNP_LAUNCH_UPDATE's firmware write of `spa`'s RMP entry; a refusal is the simulator's own
 /// inconsistency, reported under `context`.
@@ -329,144 +177,6 @@ impl SimFirmware {
             .and_then(|h| p.guests.get(&h))
             .ok_or_else(|| Error::invalid_input("host view", "no guest context"))?;
         Ok(g.host_view(gpa, plain))
-    }
-
-    /// The attestation report a running SNP guest receives for `MSG_REPORT_REQ` with
-    /// `report_data` at `vmpl` (KVM forwards guest requests to the firmware without the VMM; the
-    /// simulator exposes the firmware side so tests and examples can play the guest).
-    pub fn snp_guest_report(&self, report_data: [u8; 64], vmpl: u32) -> Result<Vec<u8>> {
-        const OP: &str = "SNP_GUEST_REQUEST(MSG_REPORT_REQ)";
-        let p = self.platform.lock();
-        let g = self.guest_ref(&p, OP)?;
-        if g.flavour != Flavour::SevSnp {
-            return Err(fw(OP, SevStatus::INVALID_GUEST));
-        }
-        if g.state != GuestState::Running {
-            return Err(fw(OP, SevStatus::INVALID_GUEST_STATE));
-        }
-        if vmpl > 3 {
-            return Err(fw(OP, SevStatus::INVALID_PARAM));
-        }
-        let c = &p.config;
-        let v = c.report_version;
-        let body = ReportBody {
-            version: v,
-            guest_svn: g.snp.guest_svn,
-            policy: g.policy,
-            family_id: g.snp.family_id,
-            image_id: g.snp.image_id,
-            vmpl,
-            sig_algo: SIG_ALGO_ECDSA_P384_SHA384,
-            current_tcb: c.tcb,
-            platform_info: u64::from(c.smt_enabled),
-            author_key_en: g.snp.author_key_en,
-            mask_chip_key: false,
-            signing_key: if g.snp.vcek_disabled {
-                SIGNING_KEY_NONE
-            } else {
-                SIGNING_KEY_VCEK
-            },
-            report_data,
-            measurement: g.snp_ld.ld(),
-            host_data: g.snp.host_data,
-            id_key_digest: g.snp.id_key_digest,
-            author_key_digest: g.snp.author_key_digest,
-            report_id: g.report_id,
-            report_id_ma: [0xff; 32],
-            reported_tcb: c.tcb,
-            cpuid_fms: (v >= 3).then_some([0x19, 0x11, 0x01]),
-            chip_id: p.chip_id,
-            committed_tcb: c.tcb,
-            current_version: [c.build.build, c.build.api_minor, c.build.api_major],
-            committed_version: [c.build.build, c.build.api_minor, c.build.api_major],
-            launch_tcb: c.tcb,
-            mit_vectors: (v >= 5).then_some((0, 0)),
-        };
-        if g.snp.vcek_disabled {
-            // No VCEK and no VLEK: the report is returned unsigned.
-            Ok(body.to_bytes())
-        } else {
-            Ok(body.sign(&p.vcek))
-        }
-    }
-
-    /// `SNP_GUEST_REQUEST` as the firmware handles it: authenticate and decrypt the guest's
-    /// message with the VMPCK it names (sequence numbers must advance: a replayed or reordered
-    /// message is refused), answer a `MSG_REPORT_REQ` with a `MSG_REPORT_RSP` holding the signed
-    /// report, sealed with sequence number + 1. Refusals are `INVALID_PARAM` with the reason in
-    /// the status detail.
-    pub fn snp_guest_request(&self, request: &[u8]) -> Result<Vec<u8>> {
-        const OP: &str = "SNP_GUEST_REQUEST";
-        let refuse = |why: String| Error::Firmware {
-            op: OP,
-            status: cgs_core::FirmwareStatus {
-                detail: Some(why),
-                ..SevStatus::INVALID_PARAM.to_firmware_status(SIM_FIRMWARE)
-            },
-        };
-        let header = peek_header(request).map_err(|e| refuse(e.to_string()))?;
-        let idx = usize::from(header.vmpck);
-        if idx > 3 {
-            return Err(refuse(format!("VMPCK index {idx}")));
-        }
-        let (key, want) = {
-            let p = self.platform.lock();
-            let g = self.guest_ref(&p, OP)?;
-            if g.flavour != Flavour::SevSnp || g.state != GuestState::Running {
-                return Err(fw(OP, SevStatus::INVALID_GUEST_STATE));
-            }
-            (Vmpck::new(g.vmpck[idx]), g.msg_seqno[idx])
-        };
-        let (h, body) = open_message(&key, request).map_err(|e| refuse(e.to_string()))?;
-        if h.seqno != want {
-            return Err(refuse(
-                GuestMsgError::Sequence { got: h.seqno, want }.to_string(),
-            ));
-        }
-        if h.msg_type != MSG_REPORT_REQ || body.len() != REPORT_REQ_LEN {
-            return Err(refuse(GuestMsgError::Type(h.msg_type).to_string()));
-        }
-        let mut report_data = [0u8; 64];
-        report_data.copy_from_slice(&body[..64]);
-        let vmpl = u32::from_le_bytes([body[64], body[65], body[66], body[67]]);
-        let report = self.snp_guest_report(report_data, vmpl)?;
-        let mut payload = vec![0u8; REPORT_RSP_HEADER + report.len()];
-        payload[4..8].copy_from_slice(&(report.len() as u32).to_le_bytes());
-        payload[REPORT_RSP_HEADER..].copy_from_slice(&report);
-        let response = seal_message(
-            &key,
-            &MessageHeader {
-                seqno: h.seqno + 1,
-                msg_type: MSG_REPORT_RSP,
-                msg_version: h.msg_version,
-                vmpck: header.vmpck,
-            },
-            &payload,
-        )
-        .map_err(|e| refuse(e.to_string()))?;
-        let mut p = self.platform.lock();
-        if let Some(g) = self.handle.and_then(|h| p.guests.get_mut(&h)) {
-            g.msg_seqno[idx] = h.seqno + 2;
-        }
-        Ok(response)
-    }
-
-    /// An extended guest request: the report plus the certificate table written into `certs`
-    /// (the guest's buffer). Without [`SevFirmware::snp_enable_req_certs`] the table is empty, as
-    /// KVM makes it. A buffer that is too small gives the pages needed.
-    pub fn snp_ext_guest_report(
-        &self,
-        report_data: [u8; 64],
-        vmpl: u32,
-        certs: &mut [u8],
-    ) -> Result<Vec<u8>> {
-        let table = if self.req_certs {
-            self.platform.lock().certs.clone()
-        } else {
-            CertTable::new()
-        };
-        table.write_to(certs)?;
-        self.snp_guest_report(report_data, vmpl)
     }
 
     fn guest_ref<'p>(&self, p: &'p Platform, op: &'static str) -> Result<&'p Guest> {
