@@ -302,7 +302,9 @@ impl VcpuState {
                 format!("{} bytes, expected {VMSA_SIZE}", page.len()),
             )
         })?;
-        if !area.reserved_is_zero() {
+        // x87 FTW/FSW are not part of the launch register state either: the builder always
+        // writes them as zero, so a page with them set would not round-trip.
+        if !area.reserved_is_zero() || area.x87_ftw != 0 || area.x87_fsw != 0 {
             return Err(MeasureError::invalid(
                 "VMSA",
                 "fields outside the launch register state are nonzero",
