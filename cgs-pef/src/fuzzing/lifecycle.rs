@@ -623,11 +623,7 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
             3 * FUZZ_PAGE,
             normal(2 * FUZZ_PAGE),
         ),
-        c(
-            op::LAUNCH_UPDATE_MEMORY,
-            !0xfff,
-            normal(2 * FUZZ_PAGE),
-        ),
+        c(op::LAUNCH_UPDATE_MEMORY, !0xfff, normal(2 * FUZZ_PAGE)),
         c(op::CREATE_VCPU, 2, 0),
         c(op::FINALIZE, 0, 0),
         c(op::SET_VCPU_STATE, 0, 0),
