@@ -42,7 +42,14 @@ struct SnpGuest {
 
 /// Create the VM and memory, kvm_init, one vCPU; the payload page is written, not launched.
 fn snp_guest(kvm: &Kvm, platform: &Arc<SimPlatform>, cfg: &SevSnpGuestConfig) -> SnpGuest {
-    let backend = SevBackend::snp(cfg, SimFirmware::new(platform)).unwrap();
+    snp_guest_with(
+        kvm,
+        SevBackend::snp(cfg, SimFirmware::new(platform)).unwrap(),
+    )
+}
+
+/// [`snp_guest`] over a backend the test has configured.
+fn snp_guest_with(kvm: &Kvm, backend: SevBackend<SimFirmware>) -> SnpGuest {
     let mut guest = Lifecycle::new(backend);
     let vm = guest.create_vm(kvm).unwrap();
     let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
@@ -55,6 +62,39 @@ fn snp_guest(kvm: &Kvm, platform: &Arc<SimPlatform>, cfg: &SevSnpGuestConfig) ->
         vm,
         vcpu,
         mem,
+    }
+}
+
+impl SnpGuest {
+    /// Launch-updates `len` bytes at `gpa` as `page_type`.
+    fn launch(&mut self, gpa: u64, len: usize, page_type: PageType) {
+        self.guest
+            .launch_update(&self.vm, gpa, self.mem.slice(gpa, len).unwrap(), page_type)
+            .unwrap();
+    }
+
+    /// Launch-updates the payload page as NORMAL.
+    fn launch_reset_page(&mut self) {
+        self.launch(RESET_PAGE_GPA, 4096, PageType::Normal);
+    }
+
+    /// Sets the vCPU's state and finalizes the launch.
+    fn finalize(&mut self) -> Result<(), Error> {
+        self.guest.set_vcpu_state(&self.vm, 0, &self.vcpu).unwrap();
+        self.guest.finalize(&self.vm)
+    }
+
+    /// The firmware's attestation report for `report_data`, parsed and checked against the VCEK.
+    fn report(&self, platform: &SimPlatform, report_data: [u8; 64]) -> AttestationReport {
+        let raw = self
+            .guest
+            .backend()
+            .firmware()
+            .snp_guest_report(report_data, 0)
+            .unwrap();
+        let report = AttestationReport::parse(&raw).unwrap();
+        report.verify(&platform.vcek_public()).unwrap();
+        report
     }
 }
 
@@ -73,35 +113,23 @@ fn snp_full_launch_runs_and_attests() {
         return;
     };
     let platform = SimPlatform::new(SimConfig::default());
-    let SnpGuest {
-        mut guest,
-        vm,
-        mut vcpu,
-        mem,
-    } = snp_guest(&kvm, &platform, &snp_config(0x30000));
-    let page = mem.read(RESET_PAGE_GPA, 4096).unwrap();
-    guest
-        .launch_update(
-            &vm,
-            RESET_PAGE_GPA,
-            mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
-            PageType::Normal,
-        )
-        .unwrap();
-    assert!(guest.ensure_ready().is_err(), "ready guard before finalize");
-    guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
-    guest.finalize(&vm).unwrap();
+    let mut g = snp_guest(&kvm, &platform, &snp_config(0x30000));
+    let page = g.mem.read(RESET_PAGE_GPA, 4096).unwrap();
+    g.launch_reset_page();
+    assert!(
+        g.guest.ensure_ready().is_err(),
+        "ready guard before finalize"
+    );
+    g.finalize().unwrap();
 
-    let out = run_to_halt(&guest, &mut vcpu, 1000).unwrap();
+    let out = run_to_halt(&g.guest, &mut g.vcpu, 1000).unwrap();
     assert_eq!(out, MSG);
 
+    let report = g.report(&platform, [7; 64]);
+    let SnpGuest { mut guest, vm, .. } = g;
     let fw = guest.backend().firmware();
     let host = fw.host_view(RESET_PAGE_GPA, &page).unwrap();
     assert_ne!(host, page, "the host reads ciphertext from a private page");
-
-    let raw = fw.snp_guest_report([7; 64], 0).unwrap();
-    let report = AttestationReport::parse(&raw).unwrap();
-    report.verify(&platform.vcek_public()).unwrap();
     assert_eq!(
         report.body.measurement,
         expected_snp_digest(guest.backend(), &page)
@@ -142,38 +170,19 @@ fn snp_id_block_checks_the_digest() {
             .author_key_enabled(author_key)
             .build()
             .unwrap();
-        let SnpGuest {
-            mut guest,
-            vm,
-            vcpu,
-            mem,
-        } = snp_guest(&kvm, &platform, &cfg);
-        guest
-            .launch_update(
-                &vm,
-                RESET_PAGE_GPA,
-                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
-                PageType::Normal,
-            )
-            .unwrap();
-        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
-        let res = guest.finalize(&vm);
+        let mut g = snp_guest(&kvm, &platform, &cfg);
+        g.launch_reset_page();
+        let res = g.finalize();
         match want {
             Some(status) => {
                 let e = res.unwrap_err();
                 assert_eq!(status_of(&e), Some(status), "{e}");
                 assert!(e.to_string().contains("BAD_MEASUREMENT"), "{e}");
-                assert!(!guest.is_ready());
+                assert!(!g.guest.is_ready());
             }
             None => {
                 res.unwrap();
-                let raw = guest
-                    .backend()
-                    .firmware()
-                    .snp_guest_report([0; 64], 0)
-                    .unwrap();
-                let r = AttestationReport::parse(&raw).unwrap();
-                r.verify(&platform.vcek_public()).unwrap();
+                let r = g.report(&platform, [0; 64]);
                 assert_eq!(r.body.id_key_digest, id_key.public_key_digest());
                 assert_eq!(r.body.author_key_digest, author.public_key_digest());
                 assert!(r.body.author_key_en);
@@ -197,23 +206,14 @@ fn snp_partial_progress_and_eagain_are_looped() {
             eagain_calls: 2,
         },
     ] {
-        let SnpGuest {
-            mut guest,
-            vm,
-            vcpu,
-            mem,
-        } = snp_guest(&kvm, &platform, &snp_config(0x30000));
-        guest.backend_mut().firmware_mut().set_update_faults(faults);
-        guest
-            .launch_update(
-                &vm,
-                MEM_GPA,
-                mem.slice(MEM_GPA, MEM_SIZE).unwrap(),
-                PageType::Normal,
-            )
-            .unwrap();
-        let totals = guest.backend().snp_update_totals().unwrap().clone();
-        let stats = guest.backend().firmware().stats();
+        let mut g = snp_guest(&kvm, &platform, &snp_config(0x30000));
+        g.guest
+            .backend_mut()
+            .firmware_mut()
+            .set_update_faults(faults);
+        g.launch(MEM_GPA, MEM_SIZE, PageType::Normal);
+        let totals = g.guest.backend().snp_update_totals().unwrap().clone();
+        let stats = g.guest.backend().firmware().stats();
         assert_eq!(stats.snp_pages, 16);
         if faults.eagain_calls > 0 {
             // 2 EAGAIN calls of one page each, then 14 pages in calls of at most 3 pages.
@@ -222,14 +222,8 @@ fn snp_partial_progress_and_eagain_are_looped() {
         } else {
             assert_eq!(totals.calls, 1);
         }
-        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
-        guest.finalize(&vm).unwrap();
-        let raw = guest
-            .backend()
-            .firmware()
-            .snp_guest_report([0; 64], 0)
-            .unwrap();
-        digests.push(AttestationReport::parse(&raw).unwrap().body.measurement);
+        g.finalize().unwrap();
+        digests.push(g.report(&platform, [0; 64]).body.measurement);
     }
     assert_eq!(
         digests[0], digests[1],
@@ -290,11 +284,10 @@ fn snp_cpuid_page_is_corrected_and_retried() {
         let backend = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform))
             .unwrap()
             .with_cpuid_retry(retry);
-        let mut guest = Lifecycle::new(backend);
-        let vm = guest.create_vm(&kvm).unwrap();
-        let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
+        let SnpGuest {
+            mut guest, vm, mem, ..
+        } = snp_guest_with(&kvm, backend);
         mem.write(cpuid_gpa, &page.to_bytes().unwrap()).unwrap();
-        guest.kvm_init(&kvm, &vm).unwrap();
         let res = guest.launch_update(
             &vm,
             cpuid_gpa,
@@ -369,25 +362,11 @@ fn snp_extended_request_certificates() {
         let backend = SevBackend::snp(&snp_config(0x30000), SimFirmware::new(&platform))
             .unwrap()
             .with_req_certs(enable);
-        let mut guest = Lifecycle::new(backend);
-        let vm = guest.create_vm(&kvm).unwrap();
-        let mem = GmemRegion::new(&vm, 0, MEM_GPA, MEM_SIZE).unwrap();
-        mem.write(RESET_PAGE_GPA, &reset_vector_payload(MSG).unwrap())
-            .unwrap();
-        guest.kvm_init(&kvm, &vm).unwrap();
-        let vcpu = guest.create_vcpu(&vm, 0).unwrap();
-        guest
-            .launch_update(
-                &vm,
-                RESET_PAGE_GPA,
-                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
-                PageType::Normal,
-            )
-            .unwrap();
-        guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
-        guest.finalize(&vm).unwrap();
+        let mut g = snp_guest_with(&kvm, backend);
+        g.launch_reset_page();
+        g.finalize().unwrap();
         let mut buf = vec![0u8; 4096];
-        let fw = guest.backend().firmware();
+        let fw = g.guest.backend().firmware();
         fw.snp_ext_guest_report([1; 64], 0, &mut buf).unwrap();
         let got = cgs_sev::certs::CertTable::parse(&buf).unwrap();
         if enable {
@@ -549,17 +528,9 @@ fn two_guests_encrypt_the_same_page_differently() {
     let platform = SimPlatform::new(SimConfig::default());
     let mut views = Vec::new();
     for _ in 0..2 {
-        let SnpGuest {
-            mut guest, vm, mem, ..
-        } = snp_guest(&kvm, &platform, &snp_config(0x30000));
-        guest
-            .launch_update(
-                &vm,
-                RESET_PAGE_GPA,
-                mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
-                PageType::Normal,
-            )
-            .unwrap();
+        let mut g = snp_guest(&kvm, &platform, &snp_config(0x30000));
+        g.launch_reset_page();
+        let SnpGuest { guest, mem, .. } = g;
         let page = mem.read(RESET_PAGE_GPA, 4096).unwrap();
         let fw = guest.backend().firmware();
         let whole = fw.host_view(RESET_PAGE_GPA, &page).unwrap();
@@ -702,31 +673,12 @@ fn snp_guest_requests_its_report_over_the_vmpck_channel() {
         return;
     };
     let platform = SimPlatform::new(SimConfig::default());
-    let SnpGuest {
-        mut guest,
-        vm,
-        vcpu,
-        mem,
-    } = snp_guest(&kvm, &platform, &snp_config(0x30000));
+    let mut g = snp_guest(&kvm, &platform, &snp_config(0x30000));
     let secrets_gpa = MEM_GPA;
-    guest
-        .launch_update(
-            &vm,
-            secrets_gpa,
-            mem.slice(secrets_gpa, 4096).unwrap(),
-            PageType::Secrets,
-        )
-        .unwrap();
-    guest
-        .launch_update(
-            &vm,
-            RESET_PAGE_GPA,
-            mem.slice(RESET_PAGE_GPA, 4096).unwrap(),
-            PageType::Normal,
-        )
-        .unwrap();
-    guest.set_vcpu_state(&vm, 0, &vcpu).unwrap();
-    guest.finalize(&vm).unwrap();
+    g.launch(secrets_gpa, 4096, PageType::Secrets);
+    g.launch_reset_page();
+    g.finalize().unwrap();
+    let SnpGuest { guest, mem, .. } = g;
 
     // The guest reads VMPCK0 from its secrets page (filled by the firmware at launch).
     let secrets = mem.read(secrets_gpa, 4096).unwrap();
