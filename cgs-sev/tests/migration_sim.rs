@@ -12,6 +12,7 @@ use cgs_sev::firmware::sim::{GuestState, SimConfig, SimPlatform};
 use cgs_sev::firmware::{status_of, SevFirmware, SevStatus};
 use cgs_sev::migration::dirty::DirtyLog;
 use cgs_sev::migration::error::MigrationError;
+use cgs_sev::migration::firmware::PlatformCerts;
 use cgs_sev::migration::incoming::Incoming;
 use cgs_sev::migration::outgoing::Outgoing;
 use cgs_sev::migration::stream::{self, Record, StreamError, FRAME_HEADER_LEN, PREAMBLE_LEN};
@@ -48,9 +49,7 @@ fn migrate_out(
     let log = DirtyLog::enable(&g.vm, &g.mem, 0).unwrap();
     run_progress(&mut g.vcpu, 10).unwrap();
 
-    let target = cgs_sev::firmware::sim::SimFirmware::new(dst_platform)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(dst_platform);
     let mut out = Outgoing::start(&mut g.fw, &g.vm, &g.mem, 1, None, &target, Vec::new()).unwrap();
     assert_eq!(out.full_round(&g.tracker).unwrap(), 16);
     // The guest keeps running between rounds (the source VMM would run it in its vCPU thread).
@@ -91,6 +90,24 @@ fn platforms() -> (Arc<SimPlatform>, Arc<SimPlatform>) {
 }
 
 /// Feed `bytes` to a fresh destination; returns the result and the destination's firmware state.
+/// The platform certificates of a destination on `platform`.
+fn certs_of(platform: &Arc<SimPlatform>) -> PlatformCerts {
+    cgs_sev::firmware::sim::SimFirmware::new(platform)
+        .platform_certs()
+        .unwrap()
+}
+
+/// Feeds a corrupt `bytes` to a destination on `platform`: the stream decoder must refuse it and
+/// the destination must not be running. Returns the decoder's error.
+fn refused_stream(kvm: &Kvm, platform: &Arc<SimPlatform>, bytes: &[u8]) -> StreamError {
+    let (res, state) = migrate_in(kvm, platform, bytes);
+    assert_ne!(state, Some(GuestState::Running), "{res:?}");
+    match res {
+        Err(MigrationError::Stream(e)) => e,
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+}
+
 fn migrate_in(
     kvm: &Kvm,
     platform: &Arc<SimPlatform>,
@@ -162,9 +179,7 @@ fn nosend_policy_is_refused_by_the_firmware() {
         false,
     )
     .unwrap();
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     let err = Outgoing::start(&mut g.fw, &g.vm, &g.mem, 1, None, &target, Vec::new()).unwrap_err();
     match err {
         MigrationError::Platform(e @ Error::Firmware { .. }) => {
@@ -187,9 +202,7 @@ fn a_blocked_guest_is_refused_before_the_firmware() {
     };
     let (a, b) = platforms();
     let mut g = launch_counter_guest(&kvm, &a, SevPolicy::NODBG, 10, b"x", false).unwrap();
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     let blocker =
         cgs_sev::migration::optin::MigrationControl::new().blocker(cgs_core::Platform::Sev);
     let err =
@@ -225,9 +238,7 @@ fn an_sev_es_guest_stays_blocked() {
     fw.launch_measure(&g.vm).unwrap();
     fw.launch_finish(&g.vm).unwrap();
     g.fw = fw;
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     let err = Outgoing::start(&mut g.fw, &g.vm, &g.mem, 1, None, &target, Vec::new()).unwrap_err();
     match err {
         MigrationError::Blocked(b) => assert!(b.reason.contains("SEV-ES"), "{b}"),
@@ -243,9 +254,7 @@ fn abandoning_a_migration_cancels_it() {
     };
     let (a, b) = platforms();
     let mut g = launch_counter_guest(&kvm, &a, SevPolicy::NODBG, 10, b"x", false).unwrap();
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     {
         let mut out =
             Outgoing::start(&mut g.fw, &g.vm, &g.mem, 1, None, &target, Vec::new()).unwrap();
@@ -285,34 +294,22 @@ fn corrupt_streams_never_make_the_destination_ready() {
     let (a, b) = platforms();
     let m = migrate_out(&kvm, &a, &b);
     let bytes = &m.bytes;
-    let not_ready = |state: Option<GuestState>| state != Some(GuestState::Running);
 
     // Truncated anywhere.
     for cut in [100, bytes.len() - 1] {
-        let (res, state) = migrate_in(&kvm, &b, &bytes[..cut]);
+        let e = refused_stream(&kvm, &b, &bytes[..cut]);
         assert!(
-            matches!(
-                res,
-                Err(MigrationError::Stream(StreamError::Truncated { .. }))
-            ),
-            "cut {cut}: {res:?}"
+            matches!(e, StreamError::Truncated { .. }),
+            "cut {cut}: {e:?}"
         );
-        assert!(not_ready(state));
     }
 
     // A flipped byte in a shared page: only the checksum sees it.
     let shared = find_record(bytes, |r| matches!(r, Record::SharedPage(_)));
     let mut b1 = bytes.clone();
     b1[record_offset(bytes, shared) + FRAME_HEADER_LEN + 8 + 5] ^= 0x40;
-    let (res, state) = migrate_in(&kvm, &b, &b1);
-    assert!(
-        matches!(
-            res,
-            Err(MigrationError::Stream(StreamError::ChecksumMismatch))
-        ),
-        "{res:?}"
-    );
-    assert!(not_ready(state));
+    let e = refused_stream(&kvm, &b, &b1);
+    assert!(matches!(e, StreamError::ChecksumMismatch), "{e:?}");
 
     // A flipped byte in an encrypted page: the destination firmware rejects the packet.
     let enc = find_record(bytes, |r| matches!(r, Record::EncryptedPage(_)));
@@ -330,15 +327,11 @@ fn corrupt_streams_never_make_the_destination_ready() {
     // Wrong version.
     let mut b3 = bytes.clone();
     b3[8] = 9;
-    let (res, state) = migrate_in(&kvm, &b, &b3);
-    assert!(matches!(
-        res,
-        Err(MigrationError::Stream(StreamError::UnsupportedVersion {
-            found: 9,
-            ..
-        }))
-    ));
-    assert!(not_ready(state));
+    let e = refused_stream(&kvm, &b, &b3);
+    assert!(
+        matches!(e, StreamError::UnsupportedVersion { found: 9, .. }),
+        "{e:?}"
+    );
 
     // Reordered and replayed records.
     let r = (
@@ -350,27 +343,13 @@ fn corrupt_streams_never_make_the_destination_ready() {
     b4.extend_from_slice(&bytes[r.1..r.2]);
     b4.extend_from_slice(&bytes[r.0..r.1]);
     b4.extend_from_slice(&bytes[r.2..]);
-    let (res, state) = migrate_in(&kvm, &b, &b4);
-    assert!(
-        matches!(
-            res,
-            Err(MigrationError::Stream(StreamError::Reordered { .. }))
-        ),
-        "{res:?}"
-    );
-    assert!(not_ready(state));
+    let e = refused_stream(&kvm, &b, &b4);
+    assert!(matches!(e, StreamError::Reordered { .. }), "{e:?}");
     let mut b5 = bytes[..r.1].to_vec();
     b5.extend_from_slice(&bytes[r.0..r.1]);
     b5.extend_from_slice(&bytes[r.1..]);
-    let (res, state) = migrate_in(&kvm, &b, &b5);
-    assert!(
-        matches!(
-            res,
-            Err(MigrationError::Stream(StreamError::Replayed { .. }))
-        ),
-        "{res:?}"
-    );
-    assert!(not_ready(state));
+    let e = refused_stream(&kvm, &b, &b5);
+    assert!(matches!(e, StreamError::Replayed { .. }), "{e:?}");
 
     // A destination whose platform is not the one the session was made for.
     let c = SimPlatform::new(SimConfig::default());
@@ -503,9 +482,7 @@ fn send_commands_follow_the_firmware_state_machine() {
     };
     let (a, b) = platforms();
     let mut g = launch_counter_guest(&kvm, &a, SevPolicy::NODBG, 10, b"x", false).unwrap();
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     use vm_memory::GuestMemoryBackend;
     let page = g.mem.get_slice(GuestAddress(0x1000), 4096).unwrap();
     let st = |e: Error| status_of(&e);
@@ -590,9 +567,7 @@ fn real_kvm_has_no_sev_migration_here() {
     }
     let mut fw = KvmFirmware::without_device();
     let (_a, b) = platforms();
-    let target = cgs_sev::firmware::sim::SimFirmware::new(&b)
-        .platform_certs()
-        .unwrap();
+    let target = certs_of(&b);
     match fw.send_start(&vm, &target) {
         Err(Error::Unsupported { why, .. }) => assert!(why.contains("no SEV"), "{why}"),
         other => panic!("expected Unsupported, got {other:?}"),
