@@ -7,7 +7,7 @@ use cgs_core::testing::kvm_or_skip;
 use cgs_core::{ConfidentialBackend, Error, Lifecycle};
 use cgs_gmem::tracker::{MemState, PageTracker};
 use cgs_sev::firmware::sim::{GuestState, SimConfig, SimFirmware, SimPlatform};
-use cgs_sev::firmware::SevFirmware;
+use cgs_sev::firmware::SevMigrationFirmware;
 use cgs_sev::migration::backend::{IncomingSev, REASON_INCOMING};
 use cgs_sev::migration::dirty::DirtyLog;
 use cgs_sev::migration::optin::{self, MigrationControl, REASON_NOT_OPTED_IN};

@@ -9,7 +9,7 @@ use cgs_core::testing::kvm_or_skip;
 use cgs_core::{Error, MigrationBlocker};
 use cgs_gmem::tracker::MemState;
 use cgs_sev::firmware::sim::{GuestState, SimConfig, SimPlatform};
-use cgs_sev::firmware::{status_of, SevFirmware, SevStatus};
+use cgs_sev::firmware::{status_of, SevFirmware, SevMigrationFirmware, SevStatus};
 use cgs_sev::migration::dirty::DirtyLog;
 use cgs_sev::migration::error::MigrationError;
 use cgs_sev::migration::firmware::PlatformCerts;

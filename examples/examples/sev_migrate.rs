@@ -37,7 +37,7 @@ use cgs_gmem::exits::{handle_hypercall, ExitOutcome};
 use cgs_gmem::testing::CountingDiscard;
 use cgs_gmem::tracker::{MemState, PageTracker};
 use cgs_sev::firmware::sim::{SimConfig, SimFirmware, SimPlatform};
-use cgs_sev::firmware::{InitParams, LaunchStart, SevFirmware};
+use cgs_sev::firmware::{InitParams, LaunchStart, SevFirmware, SevMigrationFirmware};
 use cgs_sev::migration::backend::IncomingSev;
 use cgs_sev::migration::dirty::DirtyLog;
 use cgs_sev::migration::firmware::PlatformCerts;

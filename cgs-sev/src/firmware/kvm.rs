@@ -478,59 +478,6 @@ impl SevFirmware for KvmFirmware {
         )
     }
 
-    // Live migration (issue 7): implemented in src/migration/fw_kvm.rs.
-    fn platform_certs(&self) -> Result<crate::migration::firmware::PlatformCerts> {
-        self.mig_platform_certs()
-    }
-
-    fn send_start(
-        &mut self,
-        vm: &VmFd,
-        target: &crate::migration::firmware::PlatformCerts,
-    ) -> Result<crate::migration::firmware::SendSession> {
-        self.mig_send_start(vm, target)
-    }
-
-    fn send_update_data(
-        &mut self,
-        vm: &VmFd,
-        _gpa: u64,
-        page: &VolatileSlice<'_>,
-    ) -> Result<(PacketHeader, Vec<u8>)> {
-        self.mig_send_update_data(vm, page)
-    }
-
-    fn send_finish(&mut self, vm: &VmFd) -> Result<()> {
-        self.mig_send_finish(vm)
-    }
-
-    fn send_cancel(&mut self, vm: &VmFd) -> Result<()> {
-        self.mig_send_cancel(vm)
-    }
-
-    fn receive_start(
-        &mut self,
-        vm: &VmFd,
-        params: &crate::migration::firmware::ReceiveStart<'_>,
-    ) -> Result<u32> {
-        self.mig_receive_start(vm, params)
-    }
-
-    fn receive_update_data(
-        &mut self,
-        vm: &VmFd,
-        _gpa: u64,
-        header: &PacketHeader,
-        transport: &[u8],
-        page: &VolatileSlice<'_>,
-    ) -> Result<()> {
-        self.mig_receive_update_data(vm, header, transport, page)
-    }
-
-    fn receive_finish(&mut self, vm: &VmFd) -> Result<()> {
-        self.mig_receive_finish(vm)
-    }
-
     fn snp_enable_req_certs(&mut self, kvm: &Kvm, vm: &VmFd) -> Result<()> {
         match get_device_attr_u64(kvm, KVM_X86_GRP_SEV, KVM_X86_SEV_SNP_REQ_CERTS) {
             Ok(1) => self.issue::<u8>(

@@ -27,7 +27,7 @@ use vm_memory::VolatileSlice;
 
 use crate::measure::vmsa::VmsaPage;
 // Live migration (issue 7): parameter types of the SEND_*/RECEIVE_* methods below.
-use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession};
+pub use crate::migration::firmware::SevMigrationFirmware;
 use crate::session::{FirmwareBuild, LaunchMeasurement, PacketHeader};
 use crate::uapi;
 
@@ -217,7 +217,7 @@ pub struct GuestStatus {
 /// check nothing about *order* that the firmware would not check (the launch state machines do
 /// that before a command is issued), and report failures as the firmware would: a refused command
 /// is `Error::Firmware` with the status name, a KVM-level refusal is `Error::Kvm` with the errno.
-pub trait SevFirmware: Send {
+pub trait SevFirmware: SevMigrationFirmware + Send {
     /// The firmware's name in errors (`"SEV"`, `"SEV simulator"`).
     fn name(&self) -> &'static str;
 
@@ -313,50 +313,4 @@ pub trait SevFirmware: Send {
     /// `KVM_SEV_SNP_ENABLE_REQ_CERTS`: let the VMM supply certificates for extended guest
     /// requests (`KVM_EXIT_SNP_REQ_CERTS`). `Error::Unsupported` on kernels without it.
     fn snp_enable_req_certs(&mut self, kvm: &Kvm, vm: &VmFd) -> Result<()>;
-
-    // ---- Live migration (legacy SEV; see `crate::migration`). KVM has no
-    // SEND/RECEIVE_UPDATE_VMSA, so there are no methods for them. ----
-
-    /// This platform's PDH certificate and platform chain (`SEV_PDH_CERT_EXPORT`): what a
-    /// destination publishes for a source's SEND_START, and what a source puts in the stream for
-    /// the destination's RECEIVE_START. The AMD chain (ASK/ARK) is not the firmware's; it is
-    /// returned empty.
-    fn platform_certs(&self) -> Result<PlatformCerts>;
-
-    /// SEND_START: guest RUNNING → SUPDATE; creates transport keys wrapped for `target`.
-    /// Refused (`POLICY_FAILURE`) when the guest policy has NOSEND.
-    fn send_start(&mut self, vm: &VmFd, target: &PlatformCerts) -> Result<SendSession>;
-
-    /// SEND_UPDATE_DATA: package `page` (at `gpa`, inside one 4 KiB page) as a packet header and
-    /// transport buffer (ciphertext under the TEK).
-    fn send_update_data(
-        &mut self,
-        vm: &VmFd,
-        gpa: u64,
-        page: &VolatileSlice<'_>,
-    ) -> Result<(PacketHeader, Vec<u8>)>;
-
-    /// SEND_FINISH: SUPDATE → SENT; the source guest can no longer run.
-    fn send_finish(&mut self, vm: &VmFd) -> Result<()>;
-
-    /// SEND_CANCEL: SUPDATE → RUNNING; the source guest may run again.
-    fn send_cancel(&mut self, vm: &VmFd) -> Result<()>;
-
-    /// RECEIVE_START: a new guest context in RUPDATE with the source's transport keys; returns
-    /// the handle. The VM must have been initialised (INIT/INIT2) but not launched.
-    fn receive_start(&mut self, vm: &VmFd, params: &ReceiveStart<'_>) -> Result<u32>;
-
-    /// RECEIVE_UPDATE_DATA: check the packet, decrypt it into `page` (at `gpa`) with the guest's
-    /// new memory key.
-    fn receive_update_data(
-        &mut self,
-        vm: &VmFd,
-        gpa: u64,
-        header: &PacketHeader,
-        transport: &[u8],
-        page: &VolatileSlice<'_>,
-    ) -> Result<()>;
-
-    /// RECEIVE_FINISH: RUPDATE → RUNNING.
-    fn receive_finish(&mut self, vm: &VmFd) -> Result<()>;
 }

@@ -2,8 +2,8 @@
 //! and `SEV_PDH_CERT_EXPORT` on `/dev/sev`.
 //!
 //! This file is a child module of `firmware::kvm` (included there with `#[path]`, so the
-//! migration code stays under `src/migration/`); the `SevFirmware` methods of `KvmFirmware`
-//! delegate here. KVM moves one page per `SEND_UPDATE_DATA`/`RECEIVE_UPDATE_DATA` (the guest
+//! migration code stays under `src/migration/`); `SevMigrationFirmware` is
+//! implemented here. KVM moves one page per `SEND_UPDATE_DATA`/`RECEIVE_UPDATE_DATA` (the guest
 //! range must lie in one 4 KiB page) and copies blobs of at most `SEV_FW_BLOB_MAX_SIZE`.
 //! `KVM_SEV_SEND_UPDATE_VMSA` / `RECEIVE_UPDATE_VMSA` do not exist in KVM (the ids return
 //! `EINVAL`), so SEV-ES guests cannot be migrated through this interface.
@@ -14,12 +14,12 @@ use vm_memory::VolatileSlice;
 use cgs_core::{Error, Result};
 
 use super::{len_u32, slice_addr, KvmFirmware};
-use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession};
+use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession, SevMigrationFirmware};
 use crate::session::{PacketHeader, PACKET_HEADER_LEN, SESSION_LEN, SEV_CERT_LEN};
 use crate::uapi::*;
 
-impl KvmFirmware {
-    pub(super) fn mig_platform_certs(&self) -> Result<PlatformCerts> {
+impl SevMigrationFirmware for KvmFirmware {
+    fn platform_certs(&self) -> Result<PlatformCerts> {
         let mut pdh = vec![0u8; SEV_CERT_LEN];
         let mut chain = vec![0u8; PlatformCerts::PLAT_CHAIN_LEN];
         let mut data = sev_user_data_pdh_cert_export {
@@ -42,7 +42,7 @@ impl KvmFirmware {
         })
     }
 
-    pub(super) fn mig_send_start(&mut self, vm: &VmFd, t: &PlatformCerts) -> Result<SendSession> {
+    fn send_start(&mut self, vm: &VmFd, t: &PlatformCerts) -> Result<SendSession> {
         let mut session = vec![0u8; SESSION_LEN];
         let mut s = kvm_sev_send_start {
             pdh_cert_uaddr: t.pdh.as_ptr() as u64,
@@ -63,9 +63,10 @@ impl KvmFirmware {
         })
     }
 
-    pub(super) fn mig_send_update_data(
+    fn send_update_data(
         &mut self,
         vm: &VmFd,
+        _gpa: u64,
         page: &VolatileSlice<'_>,
     ) -> Result<(PacketHeader, Vec<u8>)> {
         let mut hdr = [0u8; PACKET_HEADER_LEN];
@@ -89,15 +90,15 @@ impl KvmFirmware {
         Ok((PacketHeader::from_bytes(&hdr).map_err(Error::from)?, trans))
     }
 
-    pub(super) fn mig_send_finish(&mut self, vm: &VmFd) -> Result<()> {
+    fn send_finish(&mut self, vm: &VmFd) -> Result<()> {
         self.issue::<u8>(vm, "KVM_SEV_SEND_FINISH", KVM_SEV_SEND_FINISH, None)
     }
 
-    pub(super) fn mig_send_cancel(&mut self, vm: &VmFd) -> Result<()> {
+    fn send_cancel(&mut self, vm: &VmFd) -> Result<()> {
         self.issue::<u8>(vm, "KVM_SEV_SEND_CANCEL", KVM_SEV_SEND_CANCEL, None)
     }
 
-    pub(super) fn mig_receive_start(&mut self, vm: &VmFd, r: &ReceiveStart<'_>) -> Result<u32> {
+    fn receive_start(&mut self, vm: &VmFd, r: &ReceiveStart<'_>) -> Result<u32> {
         let mut s = kvm_sev_receive_start {
             handle: 0,
             policy: r.policy,
@@ -116,9 +117,10 @@ impl KvmFirmware {
         Ok(s.handle)
     }
 
-    pub(super) fn mig_receive_update_data(
+    fn receive_update_data(
         &mut self,
         vm: &VmFd,
+        _gpa: u64,
         header: &PacketHeader,
         transport: &[u8],
         page: &VolatileSlice<'_>,
@@ -141,7 +143,7 @@ impl KvmFirmware {
         )
     }
 
-    pub(super) fn mig_receive_finish(&mut self, vm: &VmFd) -> Result<()> {
+    fn receive_finish(&mut self, vm: &VmFd) -> Result<()> {
         self.issue::<u8>(vm, "KVM_SEV_RECEIVE_FINISH", KVM_SEV_RECEIVE_FINISH, None)
     }
 }

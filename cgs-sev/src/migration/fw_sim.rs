@@ -2,7 +2,7 @@
 //!
 //! This file is a child module of `firmware::sim` (included there with `#[path]`, so the
 //! migration code stays under `src/migration/`), which lets it use the simulator's guest contexts
-//! directly. The `SevFirmware` methods of `SimFirmware` delegate here.
+//! directly. `SevMigrationFirmware` is implemented here.
 //!
 //! The model follows the SEV API (kernel-abi.md §13–14):
 //!
@@ -36,7 +36,7 @@ use cgs_core::{Error, FirmwareStatus, Result};
 
 use super::{fw, kvm_err, session_status, GuestState, SimFirmware, SIM_FIRMWARE};
 use crate::firmware::SevStatus;
-use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession};
+use crate::migration::firmware::{PlatformCerts, ReceiveStart, SendSession, SevMigrationFirmware};
 use crate::policy::SevPolicy;
 use crate::session::{
     accept_session, open_packet, seal_packet, wrap_session, PacketContext, PacketHeader,
@@ -101,8 +101,8 @@ fn check_page_range(op: &'static str, gpa: u64, len: usize) -> Result<()> {
     Ok(())
 }
 
-impl SimFirmware {
-    pub(super) fn mig_platform_certs(&self) -> Result<PlatformCerts> {
+impl SevMigrationFirmware for SimFirmware {
+    fn platform_certs(&self) -> Result<PlatformCerts> {
         let p = self.platform.lock();
         let mut pek_cert = SevCert::pdh(p384::PublicKey::from(p.pek.verifying_key()));
         pek_cert.usage = USAGE_PEK;
@@ -113,11 +113,7 @@ impl SimFirmware {
         })
     }
 
-    pub(super) fn mig_send_start(
-        &mut self,
-        _vm: &VmFd,
-        target: &PlatformCerts,
-    ) -> Result<SendSession> {
+    fn send_start(&mut self, _vm: &VmFd, target: &PlatformCerts) -> Result<SendSession> {
         self.require_flavour(OP_SEND_START, false)?;
         if target.pdh.is_empty()
             || target.pdh.len() > SEV_FW_BLOB_MAX_SIZE
@@ -163,7 +159,7 @@ impl SimFirmware {
         })
     }
 
-    pub(super) fn mig_send_update_data(
+    fn send_update_data(
         &mut self,
         _vm: &VmFd,
         gpa: u64,
@@ -187,7 +183,7 @@ impl SimFirmware {
             .map_err(|e| fw(OP_SEND_UPDATE, session_status(&e)))
     }
 
-    pub(super) fn mig_send_finish(&mut self, _vm: &VmFd) -> Result<()> {
+    fn send_finish(&mut self, _vm: &VmFd) -> Result<()> {
         self.require_flavour(OP_SEND_FINISH, false)?;
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_SEND_FINISH, GuestState::SendUpdate)?;
@@ -196,7 +192,7 @@ impl SimFirmware {
         Ok(())
     }
 
-    pub(super) fn mig_send_cancel(&mut self, _vm: &VmFd) -> Result<()> {
+    fn send_cancel(&mut self, _vm: &VmFd) -> Result<()> {
         self.require_flavour(OP_SEND_CANCEL, false)?;
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_SEND_CANCEL, GuestState::SendUpdate)?;
@@ -205,7 +201,7 @@ impl SimFirmware {
         Ok(())
     }
 
-    pub(super) fn mig_receive_start(&mut self, _vm: &VmFd, s: &ReceiveStart<'_>) -> Result<u32> {
+    fn receive_start(&mut self, _vm: &VmFd, s: &ReceiveStart<'_>) -> Result<u32> {
         let flavour = self.require_flavour(OP_RECV_START, false)?;
         if self.handle.is_some() {
             return Err(fw(OP_RECV_START, SevStatus::INVALID_GUEST_STATE));
@@ -232,7 +228,7 @@ impl SimFirmware {
         Ok(handle)
     }
 
-    pub(super) fn mig_receive_update_data(
+    fn receive_update_data(
         &mut self,
         _vm: &VmFd,
         gpa: u64,
@@ -266,7 +262,7 @@ impl SimFirmware {
         Ok(())
     }
 
-    pub(super) fn mig_receive_finish(&mut self, _vm: &VmFd) -> Result<()> {
+    fn receive_finish(&mut self, _vm: &VmFd) -> Result<()> {
         self.require_flavour(OP_RECV_FINISH, false)?;
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_RECV_FINISH, GuestState::ReceiveUpdate)?;
