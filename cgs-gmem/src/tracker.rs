@@ -2,14 +2,19 @@
 //!
 //! [`PageTracker`] answers "is this page private?", iterates maximal runs of pages in one state
 //! and converts ranges. It stores the private runs in an ordered map while they are few, so its
-//! memory is proportional to the number of runs, and switches to a bitmap (1 bit per page) as soon
-//! as the map would be larger than the bitmap; it switches back when the run count falls to a
-//! quarter of that. Memory is therefore bounded by about one bit per page in the worst case.
+//! memory is proportional to the number of runs (up to 16 runs inline, without heap, so the
+//! common few-run conversion allocates nothing), and switches to a bitmap (1 bit per page) as
+//! soon as the map would be larger than the bitmap; it switches back when the run count falls to
+//! a quarter of that (or to 8). Memory is therefore bounded by about one bit per page in the
+//! worst case.
 //!
 //! Pages are numbered by guest frame number (GPA >> 12) from 0 to [`PageTracker::pages`].
 
-use std::collections::BTreeMap;
 use std::ops::Range;
+
+mod run_map;
+
+use run_map::{RunMap, INLINE_RUNS};
 
 /// The shared/private state of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +70,7 @@ pub struct OutOfRange {
 #[derive(Debug, Clone)]
 enum Repr {
     /// Private runs: start → end (exclusive), disjoint and never adjacent.
-    Runs(BTreeMap<u64, u64>),
+    Runs(RunMap),
     /// One bit per page (1 = private) and the number of private runs.
     Bitmap { bits: Vec<u64>, runs: u64 },
 }
@@ -80,9 +85,9 @@ pub struct PageTracker {
 impl PageTracker {
     /// Track `pages` frames, all in state `initial`.
     pub fn new(pages: u64, initial: MemState) -> Self {
-        let mut runs = BTreeMap::new();
+        let mut runs = RunMap::default();
         if initial.is_private() && pages > 0 {
-            runs.insert(0, pages);
+            runs.put(0, pages);
         }
         PageTracker {
             pages,
@@ -101,7 +106,7 @@ impl PageTracker {
             return None;
         }
         let private = match &self.repr {
-            Repr::Runs(m) => m.range(..=gfn).next_back().is_some_and(|(_, &e)| e > gfn),
+            Repr::Runs(m) => m.floor(gfn).is_some_and(|(_, e)| e > gfn),
             Repr::Bitmap { bits, .. } => bit(bits, gfn),
         };
         Some(if private {
@@ -124,11 +129,11 @@ impl PageTracker {
         matches!(self.repr, Repr::Bitmap { .. })
     }
 
-    /// Heap bytes used: an upper bound for the map (runs × [`RUN_COST_BYTES`]), exact for the
-    /// bitmap.
+    /// Heap bytes used: none while the runs are inline (up to 16), an upper bound for the map
+    /// (runs × [`RUN_COST_BYTES`]), exact for the bitmap.
     pub fn memory_bytes(&self) -> u64 {
         match &self.repr {
-            Repr::Runs(m) => m.len() as u64 * RUN_COST_BYTES,
+            Repr::Runs(m) => m.heap_bytes(),
             Repr::Bitmap { bits, .. } => bits.capacity() as u64 * 8,
         }
     }
@@ -155,19 +160,19 @@ impl PageTracker {
             return None;
         }
         let run = match (&self.repr, state) {
-            (Repr::Runs(m), MemState::Private) => match m.range(..=from).next_back() {
-                Some((_, &e)) if e > from => from..e,
+            (Repr::Runs(m), MemState::Private) => match m.floor(from) {
+                Some((_, e)) if e > from => from..e,
                 _ => {
-                    let (&s, &e) = m.range(from..).next()?;
+                    let (s, e) = m.ceil(from)?;
                     s..e
                 }
             },
             (Repr::Runs(m), MemState::Shared) => {
-                let start = match m.range(..=from).next_back() {
-                    Some((_, &e)) if e > from => e,
+                let start = match m.floor(from) {
+                    Some((_, e)) if e > from => e,
                     _ => from,
                 };
-                let end = m.range(start..).next().map_or(self.pages, |(&s, _)| s);
+                let end = m.ceil(start).map_or(self.pages, |(s, _)| s);
                 start..end
             }
             (Repr::Bitmap { bits, .. }, state) => {
@@ -228,7 +233,7 @@ impl PageTracker {
                     MemState::Private => insert_run(m, range),
                     MemState::Shared => remove_run(m, range),
                 }
-                if m.len() as u64 * RUN_COST_BYTES > self.bitmap_bytes() {
+                if m.heap_bytes() > self.bitmap_bytes() {
                     self.switch_to_bitmap();
                 }
             }
@@ -239,7 +244,9 @@ impl PageTracker {
                 set_bits(bits, range, state.is_private());
                 let after = run_starts(bits, lo, hi);
                 *runs = *runs + after - before;
-                if *runs * RUN_COST_BYTES * 4 <= self.bitmap_bytes() {
+                if *runs <= (INLINE_RUNS / 2) as u64
+                    || *runs * RUN_COST_BYTES * 4 <= self.bitmap_bytes()
+                {
                     self.switch_to_runs();
                 }
             }
@@ -250,19 +257,19 @@ impl PageTracker {
         let mut bits = vec![0u64; self.pages.div_ceil(64) as usize];
         let mut runs = 0;
         if let Repr::Runs(m) = &self.repr {
-            for (&s, &e) in m {
+            m.for_each(|s, e| {
                 set_bits(&mut bits, s..e, true);
                 runs += 1;
-            }
+            });
         }
         self.repr = Repr::Bitmap { bits, runs };
     }
 
     fn switch_to_runs(&mut self) {
-        let m: BTreeMap<u64, u64> = self
-            .runs(0..self.pages, MemState::Private)
-            .map(|r| (r.start, r.end))
-            .collect();
+        let m = RunMap::from_sorted(
+            self.runs(0..self.pages, MemState::Private)
+                .map(|r| (r.start, r.end)),
+        );
         self.repr = Repr::Runs(m);
     }
 }
@@ -286,38 +293,51 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// Merge `[s, e)` into the private runs.
-fn insert_run(m: &mut BTreeMap<u64, u64>, r: Range<u64>) {
+/// Merge `[s, e)` into the private runs: at most one lookup on each side, then the runs it
+/// absorbs are removed and the surviving run is written once (in place when it already starts
+/// at the merged start).
+fn insert_run(m: &mut RunMap, r: Range<u64>) {
     let (mut s, mut e) = (r.start, r.end);
-    // Absorb runs that overlap or touch [s, e]: start <= e and end >= s.
-    while let Some((&a, &b)) = m.range(..=e).next_back() {
-        if b < s {
+    if let Some((a, b)) = m.floor(s) {
+        if b >= e {
+            // Already inside one private run.
+            return;
+        }
+        if b >= s {
+            // Overlaps or touches on the left: extend that run.
+            s = a;
+        }
+    }
+    // Runs starting inside (s, e] are absorbed (s < e, so s + 1 does not overflow).
+    while let Some((a, b)) = m.ceil(s + 1) {
+        if a > e {
             break;
         }
-        m.remove(&a);
-        s = s.min(a);
+        m.remove(a);
         e = e.max(b);
     }
-    m.insert(s, e);
+    m.put(s, e);
 }
 
 /// Remove `[s, e)` from the private runs.
-fn remove_run(m: &mut BTreeMap<u64, u64>, r: Range<u64>) {
+fn remove_run(m: &mut RunMap, r: Range<u64>) {
     let (s, e) = (r.start, r.end);
-    // Runs that overlap [s, e), from the last one down; a kept right part starts at e and a
-    // kept left part ends at s, so neither is visited again.
-    while let Some((&a, &b)) = m.range(..e).next_back() {
+    // Runs that overlap [s, e) (start < e, i.e. start <= e - 1; e > s >= 0), from the last one
+    // down; a kept right part starts at e and a kept left part ends at s, so neither is visited
+    // again.
+    while let Some((a, b)) = m.floor(e - 1) {
         if b <= s {
             break;
         }
-        m.remove(&a);
         if b > e {
-            m.insert(e, b);
+            m.put(e, b);
         }
         if a < s {
-            m.insert(a, s);
+            // The left part keeps its start: shorten it in place.
+            m.put(a, s);
             break;
         }
+        m.remove(a);
     }
 }
 
@@ -454,6 +474,41 @@ mod tests {
         t.set(0..pages, MemState::Shared).unwrap();
         assert!(!t.is_bitmap());
         assert_eq!(t.private_runs(), 0);
+    }
+
+    /// Inline runs → map → inline while the run count grows past 16 and falls back, with the
+    /// state checked against a model after every step.
+    #[test]
+    fn inline_map_and_back() {
+        let pages = 20_000;
+        let mut t = PageTracker::new(pages, MemState::Shared);
+        let mut model = vec![false; pages as usize];
+        let mut set = |t: &mut PageTracker, g: u64, private: bool| {
+            let state = if private {
+                MemState::Private
+            } else {
+                MemState::Shared
+            };
+            t.set(g..g + 3, state).unwrap();
+            model[g as usize..g as usize + 3].fill(private);
+            check_against(t, &model);
+        };
+        for i in 0..40 {
+            set(&mut t, 100 + i * 10, true);
+            assert_eq!(t.private_runs(), i + 1);
+            assert_eq!(t.memory_bytes() == 0, i < INLINE_RUNS as u64);
+        }
+        assert!(!t.is_bitmap());
+        // Bridge neighbours (merging runs), then remove runs again.
+        set(&mut t, 103, true);
+        set(&mut t, 106, true);
+        assert_eq!(t.private_runs(), 40);
+        set(&mut t, 108, true);
+        assert_eq!(t.private_runs(), 39);
+        for i in (0..40).rev() {
+            set(&mut t, 100 + i * 10, false);
+        }
+        assert_eq!(t.memory_bytes(), 0);
     }
 
     #[derive(Debug, Clone)]
