@@ -67,6 +67,9 @@ pub struct OutOfRange {
     pub pages: u64,
 }
 
+// The run variant holds the inline runs (see `run_map`); boxing them would put the common case
+// back on the heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Repr {
     /// Private runs: start → end (exclusive), disjoint and never adjacent.

@@ -14,6 +14,9 @@ pub(super) const INLINE_RUNS: usize = 16;
 
 /// Private runs `start → end` (exclusive), ordered by start. The tracker keeps them disjoint and
 /// never adjacent; this type only stores them.
+// The inline variant is large on purpose: it is what keeps the common case off the heap (one
+// map per tracker, so the bytes do not add up).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(super) enum RunMap {
     /// `runs[..len]`, sorted by start.
