@@ -27,6 +27,10 @@ use crate::binding::Discard;
 use crate::listener::{ListenerError, ListenerId, Listeners, SharedMemoryListener};
 use crate::tracker::{MemState, PageTracker};
 
+mod changed;
+
+pub use changed::ChangedRuns;
+
 const PAGE: u64 = 4096;
 
 /// The page-size hint of a request (`KVM_MAP_GPA_RANGE_PAGE_SZ_*`, PSC entry size).
@@ -170,7 +174,7 @@ impl From<ConvertError> for Error {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Conversion {
     /// Frame ranges (GPA >> 12) whose state changed; empty when nothing had to be done.
-    pub changed: Vec<Range<u64>>,
+    pub changed: ChangedRuns,
 }
 
 impl Conversion {
@@ -420,7 +424,7 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
             .validate(req)
             .map_err(|e| fail(Step::Validate, e, Vec::new()))?;
         let to = req.to;
-        let changed: Vec<Range<u64>> = self.tracker.runs(frames.clone(), to.opposite()).collect();
+        let changed: ChangedRuns = self.tracker.runs(frames.clone(), to.opposite()).collect();
         if changed.is_empty() {
             return Ok(Conversion::default());
         }

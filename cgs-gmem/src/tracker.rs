@@ -90,7 +90,7 @@ impl PageTracker {
     pub fn new(pages: u64, initial: MemState) -> Self {
         let mut runs = RunMap::default();
         if initial.is_private() && pages > 0 {
-            runs.put(0, pages);
+            runs.insert(0, pages);
         }
         PageTracker {
             pages,
@@ -109,7 +109,7 @@ impl PageTracker {
             return None;
         }
         let private = match &self.repr {
-            Repr::Runs(m) => m.floor(gfn).is_some_and(|(_, e)| e > gfn),
+            Repr::Runs(m) => m.around(gfn).0.is_some_and(|(_, e)| e > gfn),
             Repr::Bitmap { bits, .. } => bit(bits, gfn),
         };
         Some(if private {
@@ -163,28 +163,25 @@ impl PageTracker {
             return None;
         }
         let run = match (&self.repr, state) {
-            (Repr::Runs(m), MemState::Private) => match m.floor(from) {
-                Some((_, e)) if e > from => from..e,
-                _ => {
-                    let (s, e) = m.ceil(from)?;
+            // One lookup: the run at or before `from` and the one after it (which is also the
+            // first run after the end of the former, as runs never touch).
+            (Repr::Runs(m), MemState::Private) => match m.around(from) {
+                (Some((_, e)), _) if e > from => from..e,
+                (_, next) => {
+                    let (s, e) = next?;
                     s..e
                 }
             },
             (Repr::Runs(m), MemState::Shared) => {
-                let start = match m.floor(from) {
+                let (floor, next) = m.around(from);
+                let start = match floor {
                     Some((_, e)) if e > from => e,
                     _ => from,
                 };
-                let end = m.ceil(start).map_or(self.pages, |(s, _)| s);
+                let end = next.map_or(self.pages, |(s, _)| s);
                 start..end
             }
-            (Repr::Bitmap { bits, .. }, state) => {
-                let want = state.is_private();
-                let start = find(bits, from, limit, want)?;
-                // The run is clipped to `limit` below, so there is no need to look further.
-                let end = find(bits, start, limit, !want).unwrap_or(limit);
-                start..end
-            }
+            (Repr::Bitmap { bits, .. }, state) => bitmap_next_run(bits, from, limit, state)?,
         };
         let run = run.start.max(from)..run.end.min(limit);
         (run.start < run.end).then_some(run)
@@ -233,26 +230,33 @@ impl PageTracker {
         match &mut self.repr {
             Repr::Runs(m) => {
                 match state {
-                    MemState::Private => insert_run(m, range),
-                    MemState::Shared => remove_run(m, range),
+                    MemState::Private => m.insert(range.start, range.end),
+                    MemState::Shared => m.remove(range.start, range.end),
                 }
                 if m.heap_bytes() > self.bitmap_bytes() {
                     self.switch_to_bitmap();
                 }
             }
-            Repr::Bitmap { bits, runs } => {
-                let lo = range.start;
-                let hi = (range.end + 1).min(self.pages);
-                let before = run_starts(bits, lo, hi);
-                set_bits(bits, range, state.is_private());
-                let after = run_starts(bits, lo, hi);
-                *runs = *runs + after - before;
-                if *runs <= (INLINE_RUNS / 2) as u64
-                    || *runs * RUN_COST_BYTES * 4 <= self.bitmap_bytes()
-                {
-                    self.switch_to_runs();
-                }
-            }
+            Repr::Bitmap { .. } => self.apply_bitmap(range, state),
+        }
+    }
+
+    /// [`PageTracker::apply`] on the bitmap (out of line: keeps the run path small).
+    #[inline(never)]
+    fn apply_bitmap(&mut self, range: Range<u64>, state: MemState) {
+        let pages = self.pages;
+        let bitmap_bytes = self.bitmap_bytes();
+        let Repr::Bitmap { bits, runs } = &mut self.repr else {
+            return;
+        };
+        let lo = range.start;
+        let hi = (range.end + 1).min(pages);
+        let before = run_starts(bits, lo, hi);
+        set_bits(bits, range, state.is_private());
+        let after = run_starts(bits, lo, hi);
+        *runs = *runs + after - before;
+        if *runs <= (INLINE_RUNS / 2) as u64 || *runs * RUN_COST_BYTES * 4 <= bitmap_bytes {
+            self.switch_to_runs();
         }
     }
 
@@ -296,54 +300,6 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// Merge `[s, e)` into the private runs: at most one lookup on each side, then the runs it
-/// absorbs are removed and the surviving run is written once (in place when it already starts
-/// at the merged start).
-fn insert_run(m: &mut RunMap, r: Range<u64>) {
-    let (mut s, mut e) = (r.start, r.end);
-    if let Some((a, b)) = m.floor(s) {
-        if b >= e {
-            // Already inside one private run.
-            return;
-        }
-        if b >= s {
-            // Overlaps or touches on the left: extend that run.
-            s = a;
-        }
-    }
-    // Runs starting inside (s, e] are absorbed (s < e, so s + 1 does not overflow).
-    while let Some((a, b)) = m.ceil(s + 1) {
-        if a > e {
-            break;
-        }
-        m.remove(a);
-        e = e.max(b);
-    }
-    m.put(s, e);
-}
-
-/// Remove `[s, e)` from the private runs.
-fn remove_run(m: &mut RunMap, r: Range<u64>) {
-    let (s, e) = (r.start, r.end);
-    // Runs that overlap [s, e) (start < e, i.e. start <= e - 1; e > s >= 0), from the last one
-    // down; a kept right part starts at e and a kept left part ends at s, so neither is visited
-    // again.
-    while let Some((a, b)) = m.floor(e - 1) {
-        if b <= s {
-            break;
-        }
-        if b > e {
-            m.put(e, b);
-        }
-        if a < s {
-            // The left part keeps its start: shorten it in place.
-            m.put(a, s);
-            break;
-        }
-        m.remove(a);
-    }
-}
-
 fn bit(bits: &[u64], i: u64) -> bool {
     bits[(i / 64) as usize] >> (i % 64) & 1 != 0
 }
@@ -367,6 +323,16 @@ fn set_bits(bits: &mut [u64], r: Range<u64>, value: bool) {
         }
         i = w * 64 + hi;
     }
+}
+
+/// The first run of `state` bits starting in `[from, limit)`, clipped to `limit`.
+#[inline(never)]
+fn bitmap_next_run(bits: &[u64], from: u64, limit: u64, state: MemState) -> Option<Range<u64>> {
+    let want = state.is_private();
+    let start = find(bits, from, limit, want)?;
+    // The run is clipped to `limit` by the caller, so there is no need to look further.
+    let end = find(bits, start, limit, !want).unwrap_or(limit);
+    Some(start..end)
 }
 
 /// First index in `[from, limit)` whose bit equals `want`.

@@ -1,19 +1,26 @@
 //! The ordered map of private runs (start → end) behind [`super::PageTracker`]'s run
-//! representation.
+//! representation, with the two updates the tracker needs: merge a range in, cut a range out.
 //!
-//! Up to [`INLINE_RUNS`] runs live in a sorted inline array: no heap, and a lookup or update is
-//! a short binary search and a small copy, so a conversion on a tracker with few runs (the
-//! common case) costs a few nanoseconds instead of several `BTreeMap` operations. Beyond that
-//! the runs move to a `BTreeMap`, and back inline once they fall to half of [`INLINE_RUNS`]
-//! (hysteresis, so a count oscillating around the limit does not rebuild the map every time).
+//! Up to [`INLINE_RUNS`] runs live in a sorted inline array: no heap, and an update is two
+//! binary searches and one small copy (a splice of the affected runs), so a conversion on a
+//! tracker with few runs (the common case) costs a few nanoseconds instead of several `BTreeMap`
+//! operations. Beyond that the runs move to a `BTreeMap`, and back inline once they fall to half
+//! of [`INLINE_RUNS`] (hysteresis, so a count oscillating around the limit does not rebuild the
+//! map every time).
+//!
+//! Runs are kept disjoint and never adjacent (touching runs are merged), so both their starts
+//! and their ends are strictly increasing.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 /// Runs kept inline before moving to a `BTreeMap`.
 pub(super) const INLINE_RUNS: usize = 16;
 
-/// Private runs `start → end` (exclusive), ordered by start. The tracker keeps them disjoint and
-/// never adjacent; this type only stores them.
+/// A run: start, end (exclusive).
+type Run = (u64, u64);
+
+/// Private runs `start → end` (exclusive), ordered, disjoint and never adjacent.
 // The inline variant is large on purpose: it is what keeps the common case off the heap (one
 // map per tracker, so the bytes do not add up).
 #[allow(clippy::large_enum_variant)]
@@ -22,7 +29,7 @@ pub(super) enum RunMap {
     /// `runs[..len]`, sorted by start.
     Inline {
         len: usize,
-        runs: [(u64, u64); INLINE_RUNS],
+        runs: [Run; INLINE_RUNS],
     },
     /// More than [`INLINE_RUNS`] runs (until they fall to half of it).
     Tree(BTreeMap<u64, u64>),
@@ -38,8 +45,8 @@ impl Default for RunMap {
 }
 
 impl RunMap {
-    /// A map of `runs`, which must be sorted by start with distinct starts.
-    pub(super) fn from_sorted(runs: impl Iterator<Item = (u64, u64)>) -> Self {
+    /// A map of `runs`, which must be sorted, disjoint and non-adjacent.
+    pub(super) fn from_sorted(runs: impl Iterator<Item = Run>) -> Self {
         let mut m = RunMap::default();
         for (s, e) in runs {
             match &mut m {
@@ -47,7 +54,14 @@ impl RunMap {
                     runs[*len] = (s, e);
                     *len += 1;
                 }
-                _ => m.put(s, e),
+                RunMap::Inline { runs, .. } => {
+                    let mut t: BTreeMap<u64, u64> = runs.iter().copied().collect();
+                    t.insert(s, e);
+                    m = RunMap::Tree(t);
+                }
+                RunMap::Tree(t) => {
+                    t.insert(s, e);
+                }
             }
         }
         m
@@ -71,73 +85,126 @@ impl RunMap {
         }
     }
 
-    /// The run with the greatest start `<= x`.
+    /// The run with the greatest start `<= x` and the run after it (the first start `> x`).
     #[inline]
-    pub(super) fn floor(&self, x: u64) -> Option<(u64, u64)> {
+    pub(super) fn around(&self, x: u64) -> (Option<Run>, Option<Run>) {
         match self {
             RunMap::Inline { len, runs } => {
-                let i = runs[..*len].partition_point(|r| r.0 <= x);
-                i.checked_sub(1).map(|i| runs[i])
+                let rs = &runs[..*len];
+                let i = rs.partition_point(|r| r.0 <= x);
+                (i.checked_sub(1).map(|i| rs[i]), rs.get(i).copied())
             }
-            RunMap::Tree(t) => t.range(..=x).next_back().map(|(&s, &e)| (s, e)),
+            RunMap::Tree(t) => tree_around(t, x),
         }
     }
 
-    /// The run with the smallest start `>= x`.
+    /// Merge `[s, e)` (non-empty) into the runs, joining every run it overlaps or touches.
     #[inline]
-    pub(super) fn ceil(&self, x: u64) -> Option<(u64, u64)> {
+    pub(super) fn insert(&mut self, s: u64, e: u64) {
         match self {
             RunMap::Inline { len, runs } => {
-                let i = runs[..*len].partition_point(|r| r.0 < x);
-                runs[..*len].get(i).copied()
-            }
-            RunMap::Tree(t) => t.range(x..).next().map(|(&s, &e)| (s, e)),
-        }
-    }
-
-    /// Insert the run `s → e`, or set the end of the run starting at `s` to `e`.
-    #[inline]
-    pub(super) fn put(&mut self, s: u64, e: u64) {
-        match self {
-            RunMap::Inline { len, runs } => {
-                let n = *len;
-                let i = runs[..n].partition_point(|r| r.0 < s);
-                if i < n && runs[i].0 == s {
-                    runs[i].1 = e;
-                } else if n < INLINE_RUNS {
-                    runs.copy_within(i..n, i + 1);
-                    runs[i] = (s, e);
-                    *len = n + 1;
+                let rs = &runs[..*len];
+                // Runs that overlap or touch [s, e]: end >= s and start <= e, a contiguous
+                // index range because starts and ends both increase.
+                let lo = rs.partition_point(|r| r.1 < s);
+                let hi = rs.partition_point(|r| r.0 <= e);
+                let merged = if lo < hi {
+                    (rs[lo].0.min(s), rs[hi - 1].1.max(e))
                 } else {
-                    let mut t: BTreeMap<u64, u64> = runs.iter().copied().collect();
-                    t.insert(s, e);
-                    *self = RunMap::Tree(t);
-                }
+                    (s, e)
+                };
+                self.splice(lo, hi, &[merged]);
             }
             RunMap::Tree(t) => {
-                t.insert(s, e);
+                tree_insert(t, s, e);
+                self.maybe_inline();
             }
         }
     }
 
-    /// Remove the run starting at `s` (nothing when there is none).
+    /// Cut `[s, e)` (non-empty) out of the runs.
     #[inline]
-    pub(super) fn remove(&mut self, s: u64) {
+    pub(super) fn remove(&mut self, s: u64, e: u64) {
         match self {
             RunMap::Inline { len, runs } => {
-                let n = *len;
-                let i = runs[..n].partition_point(|r| r.0 < s);
-                if i < n && runs[i].0 == s {
-                    runs.copy_within(i + 1..n, i);
-                    *len = n - 1;
+                let rs = &runs[..*len];
+                // Runs that overlap [s, e): end > s and start < e.
+                let lo = rs.partition_point(|r| r.1 <= s);
+                let hi = rs.partition_point(|r| r.0 < e);
+                if lo == hi {
+                    return;
                 }
+                let (first, last) = (rs[lo], rs[hi - 1]);
+                let mut kept = [(0, 0); 2];
+                let mut k = 0;
+                if first.0 < s {
+                    kept[k] = (first.0, s);
+                    k += 1;
+                }
+                if last.1 > e {
+                    kept[k] = (e, last.1);
+                    k += 1;
+                }
+                self.splice(lo, hi, &kept[..k]);
             }
             RunMap::Tree(t) => {
-                t.remove(&s);
-                if t.len() <= INLINE_RUNS / 2 {
-                    let runs = std::mem::take(t);
-                    *self = RunMap::from_sorted(runs.into_iter());
+                tree_remove(t, s, e);
+                self.maybe_inline();
+            }
+        }
+    }
+
+    /// Inline only: replace `runs[lo..hi]` by `new`, moving to the tree when they no longer
+    /// fit.
+    fn splice(&mut self, lo: usize, hi: usize, new: &[Run]) {
+        let RunMap::Inline { len, runs } = self else {
+            return;
+        };
+        let n = *len;
+        let new_len = n - (hi - lo) + new.len();
+        if new_len <= INLINE_RUNS {
+            // Shift the tail by element (at most a few runs move; a `memmove` call would cost
+            // more than the copy), then write the new runs.
+            let to = lo + new.len();
+            if to > hi {
+                for i in (hi..n).rev() {
+                    runs[i + (to - hi)] = runs[i];
                 }
+            } else if to < hi {
+                for i in hi..n {
+                    runs[i - (hi - to)] = runs[i];
+                }
+            }
+            for (slot, &r) in runs[lo..to].iter_mut().zip(new) {
+                *slot = r;
+            }
+            *len = new_len;
+        } else {
+            self.spill(lo, hi, new);
+        }
+    }
+
+    /// Inline only, out of line: the splice that no longer fits moves the runs to the tree.
+    #[inline(never)]
+    fn spill(&mut self, lo: usize, hi: usize, new: &[Run]) {
+        if let RunMap::Inline { len, runs } = self {
+            let n = *len;
+            let all = runs[..lo]
+                .iter()
+                .chain(new)
+                .chain(&runs[hi..n])
+                .copied()
+                .collect();
+            *self = RunMap::Tree(all);
+        }
+    }
+
+    /// Tree only: back inline once the runs fall to half of [`INLINE_RUNS`].
+    fn maybe_inline(&mut self) {
+        if let RunMap::Tree(t) = self {
+            if t.len() <= INLINE_RUNS / 2 {
+                let runs = std::mem::take(t);
+                *self = RunMap::from_sorted(runs.into_iter());
             }
         }
     }
@@ -157,60 +224,141 @@ impl RunMap {
     }
 }
 
+// The tree paths are kept out of line so the inline fast path stays small (it runs right
+// after the kernel's discard syscalls, with cold instruction caches).
+
+#[inline(never)]
+fn tree_around(t: &BTreeMap<u64, u64>, x: u64) -> (Option<Run>, Option<Run>) {
+    let floor = t.range(..=x).next_back().map(|(&s, &e)| (s, e));
+    let next = t
+        .range((Bound::Excluded(x), Bound::Unbounded))
+        .next()
+        .map(|(&s, &e)| (s, e));
+    (floor, next)
+}
+
+#[inline(never)]
+fn tree_insert(t: &mut BTreeMap<u64, u64>, s: u64, e: u64) {
+    let (mut s, mut e) = (s, e);
+    // Absorb runs that overlap or touch [s, e]: start <= e and end >= s.
+    while let Some((&a, &b)) = t.range(..=e).next_back() {
+        if b < s {
+            break;
+        }
+        t.remove(&a);
+        s = s.min(a);
+        e = e.max(b);
+    }
+    t.insert(s, e);
+}
+
+#[inline(never)]
+fn tree_remove(t: &mut BTreeMap<u64, u64>, s: u64, e: u64) {
+    // Runs that overlap [s, e), from the last one down; a kept right part starts at e and a
+    // kept left part ends at s, so neither is visited again.
+    while let Some((&a, &b)) = t.range(..e).next_back() {
+        if b <= s {
+            break;
+        }
+        t.remove(&a);
+        if b > e {
+            t.insert(e, b);
+        }
+        if a < s {
+            t.insert(a, s);
+            break;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn collect(m: &RunMap) -> Vec<(u64, u64)> {
-        let mut v = Vec::new();
-        m.for_each(|s, e| v.push((s, e)));
-        v
+    const N: usize = 700;
+
+    fn runs_of(model: &[bool]) -> Vec<Run> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < model.len() {
+            if model[i] {
+                let s = i;
+                while i < model.len() && model[i] {
+                    i += 1;
+                }
+                out.push((s as u64, i as u64));
+            } else {
+                i += 1;
+            }
+        }
+        out
     }
 
-    /// Every operation agrees with a `BTreeMap` reference across the inline → tree → inline
-    /// transitions.
+    fn check(m: &RunMap, model: &[bool]) {
+        let mut got = Vec::new();
+        m.for_each(|s, e| got.push((s, e)));
+        let want = runs_of(model);
+        assert_eq!(got, want);
+        assert_eq!(m.len(), want.len());
+        for x in 0..N as u64 + 2 {
+            let floor = want.iter().rev().find(|r| r.0 <= x).copied();
+            let next = want.iter().find(|r| r.0 > x).copied();
+            assert_eq!(m.around(x), (floor, next), "around({x})");
+        }
+    }
+
+    /// Random merges and cuts agree with a per-frame model, through inline → tree → inline
+    /// transitions (both representations, and the splice that moves between them).
     #[test]
-    fn agrees_with_btreemap_across_transitions() {
+    fn agrees_with_per_frame_model_across_transitions() {
         let mut m = RunMap::default();
-        let mut reference = BTreeMap::new();
-        let check = |m: &RunMap, r: &BTreeMap<u64, u64>| {
-            assert_eq!(
-                collect(m),
-                r.iter().map(|(&s, &e)| (s, e)).collect::<Vec<_>>()
-            );
-            assert_eq!(m.len(), r.len());
-            for x in 0..(4 * INLINE_RUNS as u64 * 10 + 20) {
-                let floor = r.range(..=x).next_back().map(|(&s, &e)| (s, e));
-                let ceil = r.range(x..).next().map(|(&s, &e)| (s, e));
-                assert_eq!(m.floor(x), floor, "floor({x})");
-                assert_eq!(m.ceil(x), ceil, "ceil({x})");
-            }
+        let mut model = vec![false; N];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
         };
-        // Grow past the inline capacity, in a scrambled order.
-        let n = 3 * INLINE_RUNS as u64;
-        for i in (0..n).map(|i| (i * 7) % n) {
-            m.put(i * 10, i * 10 + 5);
-            reference.insert(i * 10, i * 10 + 5);
-            check(&m, &reference);
+        let (mut saw_tree, mut saw_inline_again) = (false, false);
+        for step in 0..3000 {
+            // Phases: many short inserts (fragment), then long cuts (defragment).
+            let phase_insert = (step / 500) % 2 == 0;
+            let s = rnd(N as u64 - 1);
+            let len = if phase_insert {
+                1 + rnd(3)
+            } else {
+                1 + rnd(40)
+            };
+            let e = (s + len).min(N as u64);
+            let insert = if phase_insert {
+                rnd(4) != 0
+            } else {
+                rnd(4) == 0
+            };
+            if insert {
+                m.insert(s, e);
+            } else {
+                m.remove(s, e);
+            }
+            model[s as usize..e as usize].fill(insert);
+            check(&m, &model);
+            if !m.is_inline() {
+                saw_tree = true;
+                assert!(m.len() > INLINE_RUNS / 2);
+                assert_eq!(
+                    m.heap_bytes(),
+                    m.len() as u64 * super::super::RUN_COST_BYTES
+                );
+            } else {
+                assert!(m.len() <= INLINE_RUNS);
+                assert_eq!(m.heap_bytes(), 0);
+                saw_inline_again |= saw_tree;
+            }
         }
-        assert!(!m.is_inline());
-        assert_eq!(m.heap_bytes(), n * super::super::RUN_COST_BYTES);
-        // Update ends in place.
-        m.put(20, 27);
-        reference.insert(20, 27);
-        m.remove(12345);
-        check(&m, &reference);
-        // Shrink until the runs move back inline.
-        for i in 0..n {
-            m.remove(i * 10);
-            reference.remove(&(i * 10));
-            check(&m, &reference);
-            assert_eq!(m.is_inline(), reference.len() <= INLINE_RUNS / 2);
-        }
-        assert!(m.is_inline());
-        assert_eq!(m.heap_bytes(), 0);
-        let rebuilt = RunMap::from_sorted((0..n).map(|i| (i * 10, i * 10 + 1)));
+        assert!(saw_tree && saw_inline_again);
+        let rebuilt = RunMap::from_sorted((0..40).map(|i| (i * 10, i * 10 + 1)));
         assert!(!rebuilt.is_inline());
-        assert_eq!(rebuilt.len(), n as usize);
+        assert_eq!(rebuilt.len(), 40);
     }
 }
