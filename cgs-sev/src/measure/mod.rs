@@ -12,6 +12,7 @@
 //! - [`hashes`]: the kernel-hashes table of measured direct boot.
 //! - [`plan`]: the SNP launch plan (ranges and page types) both the digest and the launch walk.
 //! - [`gctx`]: the SNP PAGE_INFO digest chain.
+//! - [`sha384x`]: SHA-384 of many pages at once (multi-buffer AVX-512 / AVX2, run-time detected).
 //! - [`digest`]: SEV, SEV-ES and SNP launch digests.
 //! - [`idblock`]: the SNP ID block and ID auth (P-384), signing and verification.
 
@@ -27,6 +28,7 @@ pub mod idblock;
 pub mod ovmf;
 pub mod plan;
 mod save_area;
+pub mod sha384x;
 pub mod vmm;
 pub mod vmsa;
 
