@@ -151,10 +151,17 @@ impl MemoryAttributes for RecordingAttributes {
     fn set(&mut self, gpa: u64, size: u64, state: MemState) -> Result<()> {
         let start = gpa >> 12;
         let end = start.saturating_add(size >> 12);
-        self.record
-            .fill(start..end, state)
-            .map_err(|e| Error::invalid_input("memory attributes range", e.to_string()))?;
+        if let Err(e) = self.record.fill(start..end, state) {
+            return Err(out_of_record(e));
+        }
         self.calls += 1;
         Ok(())
     }
+}
+
+/// A range outside the record (out of line).
+#[cold]
+#[inline(never)]
+fn out_of_record(e: crate::tracker::OutOfRange) -> Error {
+    Error::invalid_input("memory attributes range", e.to_string())
 }

@@ -15,7 +15,7 @@ use kvm_bindings::{kvm_userspace_memory_region2, KVM_MEM_GUEST_MEMFD};
 use kvm_ioctls::VmFd;
 use vm_memory::{GuestMemoryRegion, GuestRegionMmap, MemoryRegionAddress};
 
-use crate::memfd::{check_range, GuestMemfd, PAGE_SIZE};
+use crate::memfd::{check_range, os_error, GuestMemfd, PAGE_SIZE};
 
 /// How to drop the shared copy of a range when it becomes private.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,11 +236,14 @@ impl GmemLayout {
         size: u64,
         mut f: impl FnMut(&GmemSlot, u64, u64) -> Result<()>,
     ) -> Result<()> {
+        // The common case, one slot holding the whole range: one lookup.
+        if let Some(s) = self.find(gpa) {
+            if gpa.checked_add(size).is_some_and(|end| end <= s.end()) {
+                return f(s, gpa - s.gpa, size);
+            }
+        }
         if !self.covers(gpa, size) {
-            return Err(Error::invalid_input(
-                "guest range",
-                format!("{gpa:#x}+{size:#x} is not fully backed by guest_memfd memslots"),
-            ));
+            return Err(not_backed(gpa, size));
         }
         let end = gpa + size;
         let mut at = gpa;
@@ -257,6 +260,16 @@ impl GmemLayout {
     pub fn end(&self) -> u64 {
         self.slots.last().map_or(0, GmemSlot::end)
     }
+}
+
+/// A range some part of which no slot backs (out of line).
+#[cold]
+#[inline(never)]
+fn not_backed(gpa: u64, size: u64) -> Error {
+    Error::invalid_input(
+        "guest range",
+        format!("{gpa:#x}+{size:#x} is not fully backed by guest_memfd memslots"),
+    )
 }
 
 impl Discard for GmemLayout {
@@ -279,7 +292,7 @@ impl Discard for GmemLayout {
             // only ever accessed through volatile copies, never through Rust references).
             let ret = unsafe { libc::madvise(addr, len as usize, advice) };
             if ret != 0 {
-                return Err(Error::last_os(if advice == libc::MADV_REMOVE {
+                return Err(os_error(if advice == libc::MADV_REMOVE {
                     "madvise(MADV_REMOVE)"
                 } else {
                     "madvise(MADV_DONTNEED)"

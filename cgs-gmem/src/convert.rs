@@ -221,8 +221,47 @@ impl<A, D> fmt::Debug for Converter<A, D> {
     }
 }
 
-fn bad(why: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+/// Why a request is invalid.
+#[derive(Clone, Copy)]
+enum Invalid {
+    Empty,
+    Unaligned(u64),
+    Wraps,
+    OutsideRam,
+}
+
+/// The error of an invalid request (out of line: formatting stays off the success path).
+#[cold]
+#[inline(never)]
+fn bad(gpa: u64, size: u64, why: Invalid) -> Error {
+    let why = match why {
+        Invalid::Empty => "size is zero".to_string(),
+        Invalid::Unaligned(align) => {
+            format!("{gpa:#x}+{size:#x} is not aligned to the {align:#x}-byte page size")
+        }
+        Invalid::Wraps => format!("{gpa:#x}+{size:#x} wraps around"),
+        Invalid::OutsideRam => format!("{gpa:#x}+{size:#x} is not inside guest RAM"),
+    };
     Error::invalid_input("conversion request", why)
+}
+
+/// The error of a failed request.
+#[cold]
+#[inline(never)]
+fn failed(
+    req: &ConversionRequest,
+    step: Step,
+    source: Error,
+    rollback_errors: Vec<Error>,
+) -> ConvertError {
+    ConvertError {
+        step,
+        gpa: req.gpa,
+        size: req.size,
+        to: req.to,
+        source: Box::new(source),
+        rollback_errors,
+    }
 }
 
 impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
@@ -366,19 +405,17 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
     pub fn validate(&self, req: &ConversionRequest) -> cgs_core::Result<Range<u64>> {
         let (gpa, size) = (req.gpa, req.size);
         if size == 0 {
-            return Err(bad("size is zero"));
+            return Err(bad(gpa, size, Invalid::Empty));
         }
         let align = req.page_size.bytes();
         if gpa % align != 0 || size % align != 0 {
-            return Err(bad(format!(
-                "{gpa:#x}+{size:#x} is not aligned to the {align:#x}-byte page size"
-            )));
+            return Err(bad(gpa, size, Invalid::Unaligned(align)));
         }
-        let end = gpa
-            .checked_add(size)
-            .ok_or_else(|| bad(format!("{gpa:#x}+{size:#x} wraps around")))?;
+        let Some(end) = gpa.checked_add(size) else {
+            return Err(bad(gpa, size, Invalid::Wraps));
+        };
         if !self.in_ram(gpa, end) {
-            return Err(bad(format!("{gpa:#x}+{size:#x} is not inside guest RAM")));
+            return Err(bad(gpa, size, Invalid::OutsideRam));
         }
         Ok(gpa / PAGE..end / PAGE)
     }
@@ -410,66 +447,96 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
         self.convert(ConversionRequest::new(gpa, size, MemState::Shared))
     }
 
+    // The success path is kept small (it runs between the discard syscalls with cold caches):
+    // every failure leaves through one of the out-of-line `fail_*` functions below.
     fn convert_inner(&mut self, req: &ConversionRequest) -> Result<Conversion, ConvertError> {
-        let fail = |step, source, rollback_errors| ConvertError {
-            step,
-            gpa: req.gpa,
-            size: req.size,
-            to: req.to,
-            source: Box::new(source),
-            rollback_errors,
-        };
         // 1. validate
-        let frames = self
-            .validate(req)
-            .map_err(|e| fail(Step::Validate, e, Vec::new()))?;
+        let frames = match self.validate(req) {
+            Ok(f) => f,
+            Err(e) => return Err(failed(req, Step::Validate, e, Vec::new())),
+        };
         let to = req.to;
         let changed: ChangedRuns = self.tracker.runs(frames.clone(), to.opposite()).collect();
         if changed.is_empty() {
             return Ok(Conversion::default());
         }
         // 2. attributes (all or nothing per the trait contract)
-        self.attrs
-            .set(req.gpa, req.size, to)
-            .map_err(|e| fail(Step::SetAttributes, e, Vec::new()))?;
+        if let Err(e) = self.attrs.set(req.gpa, req.size, to) {
+            return Err(failed(req, Step::SetAttributes, e, Vec::new()));
+        }
         // 3. discard the stale side of every changed run
-        for r in &changed {
+        for r in changed.iter() {
             let (gpa, size) = (r.start * PAGE, (r.end - r.start) * PAGE);
             let res = match to {
                 MemState::Shared => self.discard.discard_private(gpa, size),
                 MemState::Private => self.discard.discard_shared(gpa, size),
             };
             if let Err(e) = res {
-                let rb = self.undo_attributes(&changed, to);
-                return Err(fail(Step::Discard, e, rb));
+                return Err(self.fail_discard(req, &changed, e));
             }
         }
         // 4. tracker
         if let Err(e) = self.tracker.fill(frames, to) {
-            let rb = self.undo_attributes(&changed, to);
-            return Err(fail(
-                Step::UpdateTracker,
-                Error::invalid_input("page range", e.to_string()),
-                rb,
-            ));
+            return Err(self.fail_tracker(req, &changed, e));
         }
         // 5. listeners
-        if let Err(mut e) = self.listeners.notify(to, &changed) {
-            let mut rb: Vec<Error> = e.undo_errors.drain(..).collect();
-            for r in &changed {
-                // Cannot fail: the runs are inside the tracker.
-                if let Err(te) = self.tracker.fill(r.clone(), to.opposite()) {
-                    rb.push(Error::invalid_input("page range", te.to_string()));
-                }
-            }
-            rb.extend(self.undo_attributes(&changed, to));
-            let source = Error::Backend {
-                context: format!("listener {} refused {}", e.index, e.what).into(),
-                source: Box::new(e),
-            };
-            return Err(fail(Step::Notify, source, rb));
+        if let Err(e) = self.listeners.notify(to, &changed) {
+            return Err(self.fail_notify(req, &changed, e));
         }
         Ok(Conversion { changed })
+    }
+
+    /// Step 3 failed: attributes back.
+    #[cold]
+    #[inline(never)]
+    fn fail_discard(
+        &mut self,
+        req: &ConversionRequest,
+        changed: &[Range<u64>],
+        e: Error,
+    ) -> ConvertError {
+        let rb = self.undo_attributes(changed, req.to);
+        failed(req, Step::Discard, e, rb)
+    }
+
+    /// Step 4 failed (cannot happen for a validated range): attributes back.
+    #[cold]
+    #[inline(never)]
+    fn fail_tracker(
+        &mut self,
+        req: &ConversionRequest,
+        changed: &[Range<u64>],
+        e: crate::tracker::OutOfRange,
+    ) -> ConvertError {
+        let rb = self.undo_attributes(changed, req.to);
+        let source = Error::invalid_input("page range", e.to_string());
+        failed(req, Step::UpdateTracker, source, rb)
+    }
+
+    /// Step 5 failed (the listeners already undid what they were told): tracker and
+    /// attributes back.
+    #[cold]
+    #[inline(never)]
+    fn fail_notify(
+        &mut self,
+        req: &ConversionRequest,
+        changed: &[Range<u64>],
+        mut e: ListenerError,
+    ) -> ConvertError {
+        let to = req.to;
+        let mut rb: Vec<Error> = e.undo_errors.drain(..).collect();
+        for r in changed {
+            // Cannot fail: the runs are inside the tracker.
+            if let Err(te) = self.tracker.fill(r.clone(), to.opposite()) {
+                rb.push(Error::invalid_input("page range", te.to_string()));
+            }
+        }
+        rb.extend(self.undo_attributes(changed, to));
+        let source = Error::Backend {
+            context: format!("listener {} refused {}", e.index, e.what).into(),
+            source: Box::new(e),
+        };
+        failed(req, Step::Notify, source, rb)
     }
 
     /// Set the attributes of the changed runs back to their previous state.

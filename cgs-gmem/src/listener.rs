@@ -120,6 +120,9 @@ impl Listeners {
         to: MemState,
         ranges: &[Range<u64>],
     ) -> std::result::Result<(), ListenerError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
         Self::notify_slice(&mut self.list, 0, to, ranges)
     }
 

@@ -49,18 +49,35 @@ pub fn supported_flags(vm: &VmFd) -> Option<GmemFlags> {
 /// Check that `[offset, offset + len)` is a non-empty, page-aligned range inside `size` bytes.
 pub(crate) fn check_range(what: &'static str, offset: u64, len: u64, size: u64) -> Result<()> {
     if len == 0 || offset % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
-        return Err(Error::invalid_input(
-            what,
-            format!("offset {offset:#x} and length {len:#x} must be non-zero multiples of 4 KiB"),
-        ));
+        return Err(range_error(what, offset, len, None));
     }
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(()),
-        _ => Err(Error::invalid_input(
-            what,
-            format!("range {offset:#x}+{len:#x} is outside the {size:#x}-byte guest_memfd"),
-        )),
+        _ => Err(range_error(what, offset, len, Some(size))),
     }
+}
+
+/// The error of [`check_range`]: unaligned/empty (`size` `None`) or outside the file (out of
+/// line, so the formatting stays off the conversion path).
+#[cold]
+#[inline(never)]
+fn range_error(what: &'static str, offset: u64, len: u64, size: Option<u64>) -> Error {
+    let why = match size {
+        None => {
+            format!("offset {offset:#x} and length {len:#x} must be non-zero multiples of 4 KiB")
+        }
+        Some(size) => {
+            format!("range {offset:#x}+{len:#x} is outside the {size:#x}-byte guest_memfd")
+        }
+    };
+    Error::invalid_input(what, why)
+}
+
+/// The error of a failed syscall, from `errno` (out of line).
+#[cold]
+#[inline(never)]
+pub(crate) fn os_error(op: &'static str) -> Error {
+    Error::last_os(op)
 }
 
 /// A guest_memfd file, owned.
@@ -132,7 +149,7 @@ impl GuestMemfd {
         // SAFETY: fallocate on a descriptor we own; it reads no user memory.
         let ret = unsafe { libc::fallocate(self.fd.as_raw_fd(), mode, off, l) };
         if ret != 0 {
-            return Err(Error::last_os(op));
+            return Err(os_error(op));
         }
         Ok(())
     }

@@ -145,6 +145,7 @@ impl PageTracker {
         self.pages.div_ceil(64) * 8
     }
 
+    #[inline]
     fn check(&self, r: &Range<u64>) -> Result<(), OutOfRange> {
         if r.start >= r.end || r.end > self.pages {
             return Err(OutOfRange {
@@ -157,6 +158,7 @@ impl PageTracker {
     }
 
     /// The first maximal run of `state` pages that intersects `[from, limit)`, clipped to it.
+    #[inline]
     pub fn next_run(&self, from: u64, limit: u64, state: MemState) -> Option<Range<u64>> {
         let limit = limit.min(self.pages);
         if from >= limit {
@@ -188,6 +190,7 @@ impl PageTracker {
     }
 
     /// Every maximal run of `state` pages inside `range` (clipped to it), in order.
+    #[inline]
     pub fn runs(&self, range: Range<u64>, state: MemState) -> Runs<'_> {
         Runs {
             tracker: self,
@@ -219,6 +222,7 @@ impl PageTracker {
     }
 
     /// Like [`PageTracker::set`] without reporting what changed (cheaper).
+    #[inline]
     pub fn fill(&mut self, range: Range<u64>, state: MemState) -> Result<(), OutOfRange> {
         self.check(&range)?;
         self.apply(range, state);
@@ -293,6 +297,7 @@ pub struct Runs<'a> {
 impl Iterator for Runs<'_> {
     type Item = Range<u64>;
 
+    #[inline]
     fn next(&mut self) -> Option<Range<u64>> {
         let r = self.tracker.next_run(self.next, self.limit, self.state)?;
         self.next = r.end;

@@ -294,13 +294,14 @@ mod tests {
         out
     }
 
-    fn check(m: &RunMap, model: &[bool]) {
+    /// Runs equal the model's; `around` agrees at the points `xs`.
+    fn check(m: &RunMap, model: &[bool], xs: impl Iterator<Item = u64>) {
         let mut got = Vec::new();
         m.for_each(|s, e| got.push((s, e)));
         let want = runs_of(model);
         assert_eq!(got, want);
         assert_eq!(m.len(), want.len());
-        for x in 0..N as u64 + 2 {
+        for x in xs {
             let floor = want.iter().rev().find(|r| r.0 <= x).copied();
             let next = want.iter().find(|r| r.0 > x).copied();
             assert_eq!(m.around(x), (floor, next), "around({x})");
@@ -342,7 +343,16 @@ mod tests {
                 m.remove(s, e);
             }
             model[s as usize..e as usize].fill(insert);
-            check(&m, &model);
+            // Every point now and then, else the edges of the touched range.
+            if step % 50 == 0 {
+                check(&m, &model, 0..N as u64 + 2);
+            } else {
+                check(
+                    &m,
+                    &model,
+                    [s.saturating_sub(1), s, e - 1, e, e + 1].into_iter(),
+                );
+            }
             if !m.is_inline() {
                 saw_tree = true;
                 assert!(m.len() > INLINE_RUNS / 2);
