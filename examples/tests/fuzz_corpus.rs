@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("gmem_tracker", cgs_gmem::fuzzing::fuzz_tracker),
     ("s390pv_se_header", cgs_s390pv::fuzzing::fuzz_se_header),
     ("s390pv_ipl_block", cgs_s390pv::fuzzing::fuzz_pv_ipl_block),
+    ("s390pv_lifecycle", cgs_s390pv::fuzzing::fuzz_lifecycle),
     ("pef_esm_blob", cgs_pef::fuzzing::fuzz_esm_blob),
     ("pef_ultracalls", cgs_pef::fuzzing::fuzz_ultracalls),
     ("pef_lifecycle", cgs_pef::fuzzing::fuzz_lifecycle),

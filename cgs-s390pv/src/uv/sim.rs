@@ -26,6 +26,10 @@
 //! the dump blobs are the simulator's own (the real ones are not public). A bad magic is
 //! answered like an unknown header version (`0x0104`/`0x0001`). The simulator does not see vCPU
 //! registers, so its CPU dump carries the secure CPU's initial PSW from the header.
+//!
+//! The P-521 results SET_SEC_PARMS derives from the host key (its hash, the exchange key with
+//! each customer key) are cached per [`SimConfig`] and its clones, since they cost milliseconds
+//! (see `derived.rs`); this changes no answer.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -39,6 +43,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use zeroize::Zeroizing;
 
 use cgs_core::Result;
+
+use derived::Derived;
 
 use super::rc::*;
 use super::CpuState;
@@ -75,6 +81,8 @@ pub struct SimConfig {
     pub info_vm: PvInfoVm,
     /// `KVM_PV_INFO_DUMP` answer.
     pub info_dump: PvInfoDump,
+    /// What SET_SEC_PARMS derived from `host_key` (shared by clones; see [`derived`]).
+    derived: Derived,
 }
 
 impl fmt::Debug for SimConfig {
@@ -128,6 +136,7 @@ impl SimConfig {
                 config_mem_buffer_per_1m: 256,
                 config_finalize_len: 0x100,
             },
+            derived: Derived::default(),
         }
     }
 
@@ -302,8 +311,7 @@ impl State {
         if h.pcf.bits() & !self.config.supported_pcf != 0 {
             return Err((UV_RC_SSC_PCF, 0x0030));
         }
-        let host_pub = self.config.host_key.public_key();
-        let phkh = crypto::host_key_hash(&host_pub);
+        let phkh = self.config.derived.host_key_hash(&self.config.host_key);
         let slot = h
             .key_slots
             .iter()
@@ -311,7 +319,10 @@ impl State {
             .ok_or((UV_RC_SSC_INVAL_HOSTKEY, 0x0005))?;
         let cust = crypto::public_key_from_coords(&h.cust_pub_key)
             .ok_or((UV_RC_SSC_INVAL_HOSTKEY, 0x000B))?;
-        let xkey = crypto::exchange_key(&self.config.host_key, &cust);
+        let xkey = self
+            .config
+            .derived
+            .exchange_key(&self.config.host_key, &h.cust_pub_key, &cust);
         let mut prot = Zeroizing::new(slot.wrapped_key);
         if !crypto::gcm_open(&xkey, &[0u8; 12], &[], &mut prot[..], &slot.tag) {
             return Err((UV_RC_SSC_HDR_INVALID, 0));
@@ -720,6 +731,7 @@ impl Ultravisor for SimUltravisor {
     }
 }
 
+mod derived;
 mod dump;
 #[cfg(test)]
 mod model_tests;

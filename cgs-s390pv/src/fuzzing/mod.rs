@@ -1,5 +1,10 @@
 //! Fuzz-target bodies for cgs-s390pv's untrusted inputs: the SE header and the PV IPL block
-//! (both come from the guest). Each panics only when an invariant breaks.
+//! (both come from the guest), and the PV life cycle under arbitrary call orders
+//! ([`lifecycle`], stateful). Each panics only when an invariant breaks.
+
+pub mod lifecycle;
+
+pub use lifecycle::{fuzz_lifecycle, seeds_lifecycle};
 
 use crate::ipl::PvIplBlock;
 use crate::se_header::SeHeader;
