@@ -6,6 +6,12 @@ use crate::certs::CertTable;
 use crate::cpuid::{CpuidPage, PAGE_LEN};
 use crate::report::AttestationReport;
 
+mod lifecycle;
+pub use lifecycle::{
+    encode_op, fuzz_lifecycle, op, seeds_lifecycle, HEADER_LEN, MAX_OPS, MAX_VCPUS, MEM_PAGES,
+    OP_LEN, VCPU_IDS,
+};
+
 // Live migration (issue 7): the migration stream decoder and the transport packet header.
 pub use crate::migration::fuzzing::{fuzz_migration_stream, fuzz_packet_header};
 

@@ -34,6 +34,7 @@ const TARGETS: &[(&str, Body)] = &[
         cgs_sev::fuzzing::fuzz_migration_stream,
     ),
     ("sev_packet_header", cgs_sev::fuzzing::fuzz_packet_header),
+    ("sev_lifecycle", cgs_sev::fuzzing::fuzz_lifecycle),
     ("measure_ovmf", cgs_sev::measure::fuzzing::fuzz_ovmf),
     (
         "measure_kernel_hashes",
