@@ -109,7 +109,7 @@ impl PageTracker {
             return None;
         }
         let private = match &self.repr {
-            Repr::Runs(m) => m.around(gfn).0.is_some_and(|(_, e)| e > gfn),
+            Repr::Runs(m) => m.floor(gfn).is_some_and(|(_, e)| e > gfn),
             Repr::Bitmap { bits, .. } => bit(bits, gfn),
         };
         Some(if private {

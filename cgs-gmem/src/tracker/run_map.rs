@@ -85,6 +85,19 @@ impl RunMap {
         }
     }
 
+    /// The run with the greatest start `<= x`.
+    #[inline]
+    pub(super) fn floor(&self, x: u64) -> Option<Run> {
+        match self {
+            RunMap::Inline { len, runs } => {
+                let rs = &runs[..*len];
+                let i = rs.partition_point(|r| r.0 <= x);
+                i.checked_sub(1).map(|i| rs[i])
+            }
+            RunMap::Tree(t) => t.range(..=x).next_back().map(|(&s, &e)| (s, e)),
+        }
+    }
+
     /// The run with the greatest start `<= x` and the run after it (the first start `> x`).
     #[inline]
     pub(super) fn around(&self, x: u64) -> (Option<Run>, Option<Run>) {
@@ -305,6 +318,7 @@ mod tests {
             let floor = want.iter().rev().find(|r| r.0 <= x).copied();
             let next = want.iter().find(|r| r.0 > x).copied();
             assert_eq!(m.around(x), (floor, next), "around({x})");
+            assert_eq!(m.floor(x), floor, "floor({x})");
         }
     }
 
