@@ -5,10 +5,14 @@
 //! others), `u16` length 0x70, page type, IMI flag, VMPL3/2/1 permissions, a reserved byte and the
 //! `u64` GPA. The SNP simulator and the offline calculator both use this type.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
 use cgs_core::PageType;
 use sha2::{Digest, Sha384};
 
 use super::error::{MeasureError, Result};
+use super::sha384x;
 use super::vmsa::VmsaPage;
 
 /// The digest size (SHA-384).
@@ -76,17 +80,29 @@ impl Gctx {
         info[0x60..0x62].copy_from_slice(&(PAGE_INFO_LEN as u16).to_le_bytes());
         info[0x62] = snp_page_type(page_type);
         info[0x68..0x70].copy_from_slice(&gpa.to_le_bytes());
-        self.ld = Sha384::digest(info).into();
+        self.ld = sha384x::sha384_112(&info);
     }
 
     /// NORMAL pages: `data` (a multiple of 4 KiB) from `gpa`.
     ///
-    /// The pages' own SHA-384s are independent of the chain, so large regions hash them on all
-    /// available cores first; only the short PAGE_INFO hashes run in sequence.
+    /// The pages' own SHA-384s are independent of the chain: they are hashed several at a time
+    /// ([`sha384x`]) and, for large regions, on a second core while this one runs the short,
+    /// sequential PAGE_INFO hashes of the pages already hashed.
     pub fn update_normal_pages(&mut self, gpa: u64, data: &[u8]) -> Result<()> {
         check_aligned("normal pages", gpa, data.len() as u64)?;
-        for (i, contents) in page_hashes(data).iter().enumerate() {
-            self.update(PageType::Normal, gpa + i as u64 * PAGE_SIZE, contents);
+        let pages: Vec<&[u8]> = data.chunks_exact(PAGE_SIZE as usize).collect();
+        let mut page_gpa = gpa;
+        let mut chain = |hashes: &[[u8; LD_SIZE]]| {
+            for contents in hashes {
+                self.update(PageType::Normal, page_gpa, contents);
+                page_gpa += PAGE_SIZE;
+            }
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if data.len() < PARALLEL_MIN || threads < 2 {
+            chain(&sha384x::sha384_each(&pages));
+        } else {
+            hash_overlapped(&pages, chain);
         }
         Ok(())
     }
@@ -148,41 +164,53 @@ impl Gctx {
     }
 }
 
-/// Regions below this size are hashed on the calling thread.
+/// Regions below this size are hashed on the calling thread alone.
 const PARALLEL_MIN: usize = 512 * 1024;
+/// Pages per unit of work of [`hash_overlapped`] (128 KiB: a few dozen units per OVMF image).
+const BATCH_PAGES: usize = 32;
 
-/// SHA-384 of every 4 KiB page of `data` (whose length is a multiple of 4 KiB), in order.
-fn page_hashes(data: &[u8]) -> Vec<[u8; LD_SIZE]> {
-    let page = PAGE_SIZE as usize;
-    let hash_all = |chunk: &[u8], out: &mut [[u8; LD_SIZE]]| {
-        for (p, o) in chunk.chunks_exact(page).zip(out.iter_mut()) {
-            *o = Sha384::digest(p).into();
+/// Hashes `pages` in batches on this thread and one helper thread, and calls `consume` with
+/// the digests of each batch, in order, as soon as that batch is done.
+///
+/// Both threads take the next unhashed batch from a shared counter; this one, whenever the batch
+/// it must consume next is not ready yet, hashes another batch instead of waiting. So `consume`
+/// (the sequential PAGE_INFO chain) overlaps with the hashing, and a helper that gets no core
+/// (a loaded machine) only costs the batch it took.
+fn hash_overlapped(pages: &[&[u8]], mut consume: impl FnMut(&[[u8; LD_SIZE]])) {
+    let batches: Vec<&[&[u8]]> = pages.chunks(BATCH_PAGES).collect();
+    let done: Vec<OnceLock<Vec<[u8; LD_SIZE]>>> = batches.iter().map(|_| OnceLock::new()).collect();
+    let next = AtomicUsize::new(0);
+    let hash_next = || {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        match (batches.get(i), done.get(i)) {
+            (Some(batch), Some(slot)) => {
+                slot.get_or_init(|| sha384x::sha384_each(batch));
+                true
+            }
+            _ => false,
         }
     };
-    let pages = data.len() / page;
-    let mut out = vec![[0u8; LD_SIZE]; pages];
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-    if data.len() < PARALLEL_MIN || threads < 2 {
-        hash_all(data, &mut out);
-        return out;
-    }
-    let per = pages.div_ceil(threads);
     std::thread::scope(|s| {
-        let workers: Vec<_> = data
-            .chunks(per * page)
-            .zip(out.chunks_mut(per))
-            .map(|(chunk, o)| s.spawn(move || hash_all(chunk, o)))
-            .collect();
-        // Join each worker explicitly: the scope alone only waits until a worker has stored its
-        // result, not until its OS thread (and its thread-local allocations) is gone, which leak
-        // checkers such as the fuzzers' LeakSanitizer report as a leak.
-        for worker in workers {
-            if let Err(panic) = worker.join() {
-                std::panic::resume_unwind(panic);
+        let mut helper = Some(s.spawn(|| while hash_next() {}));
+        for (i, slot) in done.iter().enumerate() {
+            while slot.get().is_none() && hash_next() {}
+            if slot.get().is_none() {
+                // Every batch is taken and this one is the helper's: wait for the helper.
+                join(helper.take());
             }
+            consume(slot.get_or_init(|| sha384x::sha384_each(batches[i])));
         }
+        join(helper.take());
     });
-    out
+}
+
+/// Joins a scoped thread explicitly, re-raising its panic: the scope alone only waits until a
+/// thread has stored its result, not until its OS thread (and its thread-local allocations) is
+/// gone, which leak checkers such as the fuzzers' LeakSanitizer report as a leak.
+fn join(thread: Option<std::thread::ScopedJoinHandle<'_, ()>>) {
+    if let Some(Err(panic)) = thread.map(|t| t.join()) {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +244,23 @@ mod tests {
             );
         }
         assert_eq!(a, b);
+    }
+
+    /// The overlapped hashing hands every page's digest to the consumer once, in order, for
+    /// page counts below, at and across batch boundaries.
+    #[test]
+    fn overlapped_hashing_consumes_every_page_in_order() {
+        let data: Vec<u8> = (0..200 * 4096u32).map(|i| (i % 241) as u8).collect();
+        let pages: Vec<&[u8]> = data.chunks_exact(4096).collect();
+        for n in [0, 1, BATCH_PAGES - 1, BATCH_PAGES, BATCH_PAGES + 1, 200] {
+            let mut got = Vec::new();
+            hash_overlapped(&pages[..n], |h| got.extend_from_slice(h));
+            let want: Vec<[u8; 48]> = pages[..n]
+                .iter()
+                .map(|p| Sha384::digest(p).into())
+                .collect();
+            assert_eq!(got, want, "{n} pages");
+        }
     }
 
     #[test]

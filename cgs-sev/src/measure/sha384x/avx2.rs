@@ -121,4 +121,8 @@ unsafe fn load_words(p: *const u8, offsets: __m256i) -> [__m256i; 16] {
     w
 }
 
-compress_fn!(compress_x4, "avx2", 4);
+compress_fn!(
+    #[target_feature(enable = "avx2")]
+    compress_x4,
+    4
+);

@@ -120,4 +120,8 @@ unsafe fn load_words(p: *const u8, offsets: __m512i) -> [__m512i; 16] {
     w
 }
 
-compress_fn!(compress_x8, "avx512f,avx512bw", 8);
+compress_fn!(
+    #[target_feature(enable = "avx512f,avx512bw")]
+    compress_x8,
+    8
+);

@@ -5,15 +5,22 @@
 //! 64-bit lane of a SIMD register: eight lanes with AVX-512 (AVX512F + AVX512BW), four with
 //! AVX2, and the `sha2` crate one message at a time otherwise. The tier is chosen at run time
 //! ([`Tier::best`]); every tier gives the same digests as `sha2::Sha384`.
+//!
+//! [`sha384_112`] is the other half of the SNP digest: the one SHA-384 of a 112-byte PAGE_INFO per
+//! page, which is sequential (each includes the previous digest), with its constant final block
+//! precomputed.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod lanes;
+mod page_info;
 mod rounds;
 
 use sha2::{Digest, Sha384};
+
+pub use page_info::sha384_112;
 
 /// The SHA-384 digest size.
 pub const DIGEST_LEN: usize = 48;

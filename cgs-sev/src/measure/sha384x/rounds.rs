@@ -1,8 +1,8 @@
 //! The SHA-512 constants and the lane-parallel compression function body, shared by every SIMD
 //! tier (FIPS 180-4 §4.2.3, §5.3.4, §6.4.2).
 //!
-//! [`compress_fn!`] expands to a `#[target_feature]` function over the tier's vector type. The
-//! tier module provides, in scope, the lane-wise primitives it calls: `add`, `xor3`, `ch`, `maj`,
+//! [`compress_fn!`] expands to a (`#[target_feature]`) function over the tier's vector type (or
+//! `u64` for the scalar tier). The tier module provides, in scope, the lane-wise primitives it calls: `add`, `xor3`, `ch`, `maj`,
 //! `ror::<R, L>` (rotate right by `R`, `L = 64 − R`), `shr::<S>`, `splat`, `load_lanes`,
 //! `store_lanes`, `lane_offsets` and `load_words`.
 
@@ -114,39 +114,44 @@ macro_rules! round {
     };
 }
 
-/// Sixteen rounds over `w[0..16]` with the constants `K[base..base + 16]` (after eight rounds the
-/// roles are back in place).
+/// Sixteen rounds over the state `v` with the words `w[0..16]` and the constants
+/// `k[base..base + 16]` (after eight rounds the roles are back in place).
 macro_rules! rounds16 {
-    ($v:ident, $w:ident, $base:expr) => {
+    ($v:ident, $w:ident, $k:ident, $base:expr) => {
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = $v;
-        rounds16!(@8 a, b, c, d, e, f, g, h, $w, $base, 0);
-        rounds16!(@8 a, b, c, d, e, f, g, h, $w, $base, 8);
+        rounds16!(@8 a, b, c, d, e, f, g, h, $w, $k, $base, 0);
+        rounds16!(@8 a, b, c, d, e, f, g, h, $w, $k, $base, 8);
         $v = [a, b, c, d, e, f, g, h];
     };
     (@8 $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident,
-     $w:ident, $base:expr, $i:expr) => {
-        round!($a, $b, $c, $d, $e, $f, $g, $h, $w[$i], K[$base + $i]);
-        round!($h, $a, $b, $c, $d, $e, $f, $g, $w[$i + 1], K[$base + $i + 1]);
-        round!($g, $h, $a, $b, $c, $d, $e, $f, $w[$i + 2], K[$base + $i + 2]);
-        round!($f, $g, $h, $a, $b, $c, $d, $e, $w[$i + 3], K[$base + $i + 3]);
-        round!($e, $f, $g, $h, $a, $b, $c, $d, $w[$i + 4], K[$base + $i + 4]);
-        round!($d, $e, $f, $g, $h, $a, $b, $c, $w[$i + 5], K[$base + $i + 5]);
-        round!($c, $d, $e, $f, $g, $h, $a, $b, $w[$i + 6], K[$base + $i + 6]);
-        round!($b, $c, $d, $e, $f, $g, $h, $a, $w[$i + 7], K[$base + $i + 7]);
+     $w:ident, $k:ident, $base:expr, $i:expr) => {
+        round!($a, $b, $c, $d, $e, $f, $g, $h, $w[$i], $k[$base + $i]);
+        round!($h, $a, $b, $c, $d, $e, $f, $g, $w[$i + 1], $k[$base + $i + 1]);
+        round!($g, $h, $a, $b, $c, $d, $e, $f, $w[$i + 2], $k[$base + $i + 2]);
+        round!($f, $g, $h, $a, $b, $c, $d, $e, $w[$i + 3], $k[$base + $i + 3]);
+        round!($e, $f, $g, $h, $a, $b, $c, $d, $w[$i + 4], $k[$base + $i + 4]);
+        round!($d, $e, $f, $g, $h, $a, $b, $c, $w[$i + 5], $k[$base + $i + 5]);
+        round!($c, $d, $e, $f, $g, $h, $a, $b, $w[$i + 6], $k[$base + $i + 6]);
+        round!($b, $c, $d, $e, $f, $g, $h, $a, $w[$i + 7], $k[$base + $i + 7]);
     };
 }
 
 /// The next sixteen message-schedule words, in place: `w[j]` becomes `W[t + 16]` for `W[t] = w[j]`
 /// (σ0 of `W[t − 15]`, `W[t − 7]`, σ1 of `W[t − 2]`, the last two already updated for `j ≥ 7`
 /// and `j ≥ 2`).
+///
+/// A `while` loop, so that it also runs in `const` evaluation (the scalar tier's precomputed
+/// final block).
 macro_rules! schedule16 {
     ($w:ident) => {
-        for j in 0..16 {
+        let mut j = 0;
+        while j < 16 {
             let w15 = $w[(j + 1) & 15];
             let w2 = $w[(j + 14) & 15];
             let s0 = xor3(ror::<1, 63>(w15), ror::<8, 56>(w15), shr::<7>(w15));
             let s1 = xor3(ror::<19, 45>(w2), ror::<61, 3>(w2), shr::<6>(w2));
             $w[j] = add(add($w[j], s0), add($w[(j + 9) & 15], s1));
+            j += 1;
         }
     };
 }
@@ -155,11 +160,11 @@ macro_rules! schedule16 {
 /// runs the SHA-512 compression function over the first `blocks` 128-byte blocks of each lane.
 /// `state[j][i]` is word `j` of lane `i`'s hash state.
 ///
-/// Safety contract of the generated function: the CPU has `$features`, and every lane holds
-/// at least `blocks * 128` bytes.
+/// Safety contract of the generated function: the CPU has the features its attributes enable,
+/// and every lane holds at least `blocks * 128` bytes.
 macro_rules! compress_fn {
-    ($name:ident, $features:literal, $n:literal) => {
-        #[target_feature(enable = $features)]
+    ($(#[$attr:meta])* $name:ident, $n:literal) => {
+        $(#[$attr])*
         unsafe fn $name(state: &mut [[u64; $n]; 8], lanes: &[&[u8]; $n], blocks: usize) {
             let mut s = [
                 load_lanes(&state[0]),
@@ -177,15 +182,15 @@ macro_rules! compress_fn {
                 // of lane 0 and (through `offsets`) of every other lane is in bounds.
                 let mut w = unsafe { load_words(lanes[0].as_ptr().add(block * 128), offsets) };
                 let mut v = s;
-                rounds16!(v, w, 0);
+                rounds16!(v, w, K, 0);
                 schedule16!(w);
-                rounds16!(v, w, 16);
+                rounds16!(v, w, K, 16);
                 schedule16!(w);
-                rounds16!(v, w, 32);
+                rounds16!(v, w, K, 32);
                 schedule16!(w);
-                rounds16!(v, w, 48);
+                rounds16!(v, w, K, 48);
                 schedule16!(w);
-                rounds16!(v, w, 64);
+                rounds16!(v, w, K, 64);
                 for (x, y) in s.iter_mut().zip(v) {
                     *x = add(*x, y);
                 }

@@ -136,3 +136,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn sha384_112_equals_sha2() {
+    for seed in 0..64usize {
+        let m = message(seed, 112);
+        let msg: [u8; 112] = m.as_slice().try_into().unwrap();
+        assert_eq!(sha384_112(&msg), reference(&[&m])[0], "seed {seed}");
+    }
+    assert_eq!(sha384_112(&[0; 112]), reference(&[&[0; 112]])[0]);
+    assert_eq!(sha384_112(&[0xFF; 112]), reference(&[&[0xFF; 112]])[0]);
+}

@@ -4,6 +4,8 @@
 //! Prints the digest alone on stdout (hex or base64). Usage errors print `Error: …` on stderr and
 //! exit 2 (as argparse does); computation errors print `Error: …` and exit 1.
 
+mod file;
+
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
@@ -15,6 +17,7 @@ use cgs_sev::measure::{
     self, digest, CpuSignature, KernelHashes, LaunchInputs, OvmfImage, VcpuRole, VcpuState,
     VcpuType, VmmType,
 };
+use file::FileBytes;
 
 const USAGE: &str =
     "usage: cgs-measure [-h] [--version] [-v] --mode {sev,seves,snp,snp:ovmf-hash} \
@@ -240,8 +243,8 @@ fn parse_args(argv: Vec<OsString>) -> Result<Option<Args>, Failure> {
     Ok(Some(a))
 }
 
-fn read_file(what: &str, path: &OsString) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| {
+fn read_file(what: &str, path: &OsString) -> Result<FileBytes, Failure> {
+    FileBytes::open(path).map_err(|e| {
         fail(format!(
             "cannot read {what} '{}': {e}",
             path.to_string_lossy()
