@@ -148,6 +148,7 @@ impl RecordingAttributes {
 }
 
 impl MemoryAttributes for RecordingAttributes {
+    #[inline]
     fn set(&mut self, gpa: u64, size: u64, state: MemState) -> Result<()> {
         let start = gpa >> 12;
         let end = start.saturating_add(size >> 12);

@@ -208,6 +208,7 @@ impl GmemLayout {
     }
 
     /// The slot containing `gpa`.
+    #[inline]
     pub fn find(&self, gpa: u64) -> Option<&GmemSlot> {
         let i = self.slots.partition_point(|s| s.end() <= gpa);
         self.slots.get(i).filter(|s| s.gpa <= gpa)
@@ -273,12 +274,14 @@ fn not_backed(gpa: u64, size: u64) -> Error {
 }
 
 impl Discard for GmemLayout {
+    #[inline]
     fn discard_private(&mut self, gpa: u64, size: u64) -> Result<()> {
         self.for_each_piece(gpa, size, |s, off, len| {
             s.gmem.punch_hole(s.gmem_offset + off, len)
         })
     }
 
+    #[inline]
     fn discard_shared(&mut self, gpa: u64, size: u64) -> Result<()> {
         self.for_each_piece(gpa, size, |s, off, len| {
             let advice = match s.shared_discard {

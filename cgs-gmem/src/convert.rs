@@ -179,6 +179,7 @@ pub struct Conversion {
 
 impl Conversion {
     /// Number of 4 KiB pages that changed.
+    #[inline]
     pub fn changed_pages(&self) -> u64 {
         self.changed.iter().map(|r| r.end - r.start).sum()
     }

@@ -115,6 +115,7 @@ impl Listeners {
 
     /// Tell every listener that the frame ranges `ranges` changed to `to`. On refusal, undo
     /// what was told (inverse notifications, reverse order) and return the refusal.
+    #[inline]
     pub fn notify(
         &mut self,
         to: MemState,

@@ -23,6 +23,7 @@ enum Inner {
 
 impl ChangedRuns {
     /// No ranges.
+    #[inline]
     pub const fn new() -> Self {
         ChangedRuns(Inner::Inline {
             len: 0,
@@ -31,6 +32,7 @@ impl ChangedRuns {
     }
 
     /// Append a range (callers keep them ascending and disjoint).
+    #[inline]
     pub fn push(&mut self, r: Range<u64>) {
         match &mut self.0 {
             Inner::Inline { len, runs } if *len < INLINE => {
@@ -48,6 +50,7 @@ impl ChangedRuns {
     }
 
     /// The ranges.
+    #[inline]
     pub fn as_slice(&self) -> &[Range<u64>] {
         match &self.0 {
             Inner::Inline { len, runs } => &runs[..*len],
@@ -65,6 +68,7 @@ impl Default for ChangedRuns {
 impl Deref for ChangedRuns {
     type Target = [Range<u64>];
 
+    #[inline]
     fn deref(&self) -> &[Range<u64>] {
         self.as_slice()
     }
@@ -97,6 +101,7 @@ impl PartialEq<Vec<Range<u64>>> for ChangedRuns {
 }
 
 impl FromIterator<Range<u64>> for ChangedRuns {
+    #[inline]
     fn from_iter<I: IntoIterator<Item = Range<u64>>>(iter: I) -> Self {
         let mut c = ChangedRuns::new();
         for r in iter {
@@ -110,6 +115,7 @@ impl<'a> IntoIterator for &'a ChangedRuns {
     type Item = &'a Range<u64>;
     type IntoIter = std::slice::Iter<'a, Range<u64>>;
 
+    #[inline]
     fn into_iter(self) -> Self::IntoIter {
         self.as_slice().iter()
     }
