@@ -126,7 +126,7 @@ impl RunMap {
                 } else {
                     (s, e)
                 };
-                self.splice(lo, hi, &[merged]);
+                self.splice(lo, hi, [merged, (0, 0)], 1);
             }
             RunMap::Tree(t) => {
                 tree_insert(t, s, e);
@@ -158,7 +158,7 @@ impl RunMap {
                     kept[k] = (e, last.1);
                     k += 1;
                 }
-                self.splice(lo, hi, &kept[..k]);
+                self.splice(lo, hi, kept, k);
             }
             RunMap::Tree(t) => {
                 tree_remove(t, s, e);
@@ -167,18 +167,20 @@ impl RunMap {
         }
     }
 
-    /// Inline only: replace `runs[lo..hi]` by `new`, moving to the tree when they no longer
-    /// fit.
-    fn splice(&mut self, lo: usize, hi: usize, new: &[Run]) {
+    /// Inline only: replace `runs[lo..hi]` by the first `k` (at most 2) of `new`, moving to
+    /// the tree when they no longer fit. (`new` by value: the runs stay in registers, instead
+    /// of being stored and reloaded through a slice.)
+    #[inline]
+    fn splice(&mut self, lo: usize, hi: usize, new: [Run; 2], k: usize) {
         let RunMap::Inline { len, runs } = self else {
             return;
         };
         let n = *len;
-        let new_len = n - (hi - lo) + new.len();
+        let new_len = n - (hi - lo) + k;
         if new_len <= INLINE_RUNS {
             // Shift the tail by element (at most a few runs move; a `memmove` call would cost
             // more than the copy), then write the new runs.
-            let to = lo + new.len();
+            let to = lo + k;
             if to > hi {
                 for i in (hi..n).rev() {
                     runs[i + (to - hi)] = runs[i];
@@ -188,12 +190,15 @@ impl RunMap {
                     runs[i - (hi - to)] = runs[i];
                 }
             }
-            for (slot, &r) in runs[lo..to].iter_mut().zip(new) {
-                *slot = r;
+            if k > 0 {
+                runs[lo] = new[0];
+            }
+            if k > 1 {
+                runs[lo + 1] = new[1];
             }
             *len = new_len;
         } else {
-            self.spill(lo, hi, new);
+            self.spill(lo, hi, &new[..k]);
         }
     }
 
