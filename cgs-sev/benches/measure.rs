@@ -34,13 +34,26 @@ fn children_cpu() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// CPU time per run of `f` (which runs one child process), over `runs` runs.
-fn cpu_per_run(runs: u32, mut f: impl FnMut()) -> Duration {
-    let before = children_cpu();
-    for _ in 0..runs {
-        f();
-    }
-    (children_cpu() - before) / runs
+/// Wall-clock and CPU time of one call of `f` (which runs one child process to its end).
+fn timed(f: impl FnOnce()) -> (Duration, Duration) {
+    let cpu = children_cpu();
+    let start = Instant::now();
+    f();
+    (start.elapsed(), children_cpu() - cpu)
+}
+
+fn median_of(mut t: Vec<Duration>) -> Duration {
+    t.sort();
+    t[t.len() / 2]
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The median of `runs` wall-clock times of `f`.
@@ -79,30 +92,45 @@ fn main() {
             };
             let cgs = PathBuf::from(env!("CARGO_BIN_EXE_cgs-measure"));
             assert_eq!(run(&cgs), run(ssm), "the two tools disagree");
-            let t_cgs = median(9, || {
-                run(&cgs);
-            });
-            let t_ssm = median(5, || {
-                run(ssm);
-            });
-            let c_cgs = cpu_per_run(9, || {
-                run(&cgs);
-            });
-            let c_ssm = cpu_per_run(5, || {
-                run(ssm);
-            });
+            // Alternate the two tools so that load changes on this shared machine hit both.
+            let load_before = loadavg();
+            let runs = 15;
+            let (mut w_cgs, mut c_cgs, mut w_ssm, mut c_ssm) = (vec![], vec![], vec![], vec![]);
+            for _ in 0..runs {
+                let (w, c) = timed(|| {
+                    run(&cgs);
+                });
+                w_cgs.push(w);
+                c_cgs.push(c);
+                let (w, c) = timed(|| {
+                    run(ssm);
+                });
+                w_ssm.push(w);
+                c_ssm.push(c);
+            }
+            let fastest_cgs = *w_cgs.iter().min().unwrap();
+            let fastest_ssm = *w_ssm.iter().min().unwrap();
+            let (t_cgs, t_ssm) = (median_of(w_cgs), median_of(w_ssm));
+            let (c_cgs, c_ssm) = (median_of(c_cgs), median_of(c_ssm));
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
             println!(
-                "whole process, --mode snp --vcpus 64, OVMF_CODE_4M.fd (goal >= 20x):\n  \
+                "whole process, --mode snp --vcpus 64, OVMF_CODE_4M.fd, {runs} alternating runs each \
+                 (goal >= 20x):\n  \
                  wall-clock median: cgs-measure {:.1} ms, sev-snp-measure {:.1} ms, ratio {:.1}x\n  \
-                 CPU time per run:  cgs-measure {:.1} ms, sev-snp-measure {:.1} ms, ratio {:.1}x",
-                t_cgs.as_secs_f64() * 1e3,
-                t_ssm.as_secs_f64() * 1e3,
-                t_ssm.as_secs_f64() / t_cgs.as_secs_f64(),
-                c_cgs.as_secs_f64() * 1e3,
-                c_ssm.as_secs_f64() * 1e3,
-                c_ssm.as_secs_f64() / c_cgs.as_secs_f64()
+                 wall-clock best:   cgs-measure {:.1} ms, sev-snp-measure {:.1} ms, ratio {:.1}x\n  \
+                 CPU time median:   cgs-measure {:.1} ms, sev-snp-measure {:.1} ms, ratio {:.1}x",
+                ms(t_cgs),
+                ms(t_ssm),
+                ratio(t_ssm, t_cgs),
+                ms(fastest_cgs),
+                ms(fastest_ssm),
+                ratio(fastest_ssm, fastest_cgs),
+                ms(c_cgs),
+                ms(c_ssm),
+                ratio(c_ssm, c_cgs),
             );
-            println!("  (load average now: {})", std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim());
+            println!("  (load average before: {load_before}, after: {})", loadavg());
         }
         _ => println!("SKIP whole-process comparison: run ../shared/tools/oracles.sh ovmf and sev-snp-measure"),
     }

@@ -138,21 +138,33 @@ macro_rules! rounds16 {
 
 /// The next sixteen message-schedule words, in place: `w[j]` becomes `W[t + 16]` for `W[t] = w[j]`
 /// (σ0 of `W[t − 15]`, `W[t − 7]`, σ1 of `W[t − 2]`, the last two already updated for `j ≥ 7`
-/// and `j ≥ 2`).
-///
-/// A `while` loop, so that it also runs in `const` evaluation (the scalar tier's precomputed
-/// final block).
+/// and `j ≥ 2`). Unrolled with literal indices, so that `w` stays in registers; no loop, so that
+/// it also runs in `const` evaluation (the scalar tier's precomputed final block).
 macro_rules! schedule16 {
     ($w:ident) => {
-        let mut j = 0;
-        while j < 16 {
-            let w15 = $w[(j + 1) & 15];
-            let w2 = $w[(j + 14) & 15];
-            let s0 = xor3(ror::<1, 63>(w15), ror::<8, 56>(w15), shr::<7>(w15));
-            let s1 = xor3(ror::<19, 45>(w2), ror::<61, 3>(w2), shr::<6>(w2));
-            $w[j] = add(add($w[j], s0), add($w[(j + 9) & 15], s1));
-            j += 1;
-        }
+        schedule16!(@ $w, 0);
+        schedule16!(@ $w, 1);
+        schedule16!(@ $w, 2);
+        schedule16!(@ $w, 3);
+        schedule16!(@ $w, 4);
+        schedule16!(@ $w, 5);
+        schedule16!(@ $w, 6);
+        schedule16!(@ $w, 7);
+        schedule16!(@ $w, 8);
+        schedule16!(@ $w, 9);
+        schedule16!(@ $w, 10);
+        schedule16!(@ $w, 11);
+        schedule16!(@ $w, 12);
+        schedule16!(@ $w, 13);
+        schedule16!(@ $w, 14);
+        schedule16!(@ $w, 15);
+    };
+    (@ $w:ident, $j:expr) => {
+        let w15 = $w[($j + 1) & 15];
+        let w2 = $w[($j + 14) & 15];
+        let s0 = xor3(ror::<1, 63>(w15), ror::<8, 56>(w15), shr::<7>(w15));
+        let s1 = xor3(ror::<19, 45>(w2), ror::<61, 3>(w2), shr::<6>(w2));
+        $w[$j] = add(add($w[$j], s0), add($w[($j + 9) & 15], s1));
     };
 }
 
