@@ -22,3 +22,48 @@ fn measure_vmsa_x87_fsw() {
 fn measure_ovmf_scoped_thread_leak() {
     cgs_sev::measure::fuzzing::fuzz_ovmf(SCOPED_THREAD_LEAK);
 }
+
+const CPUID_TOTALS: &[u8] =
+    include_bytes!("../../fuzz/regressions/sev_lifecycle-cpuid-totals-after-failed-update");
+
+/// `sev_lifecycle`: an SNP launch update of two CPUID pages that both need the firmware's
+/// correction. The first page is corrected, retried and measured, the second is refused (one
+/// retry per range), so the update fails after the firmware measured a corrected page; the
+/// launch totals dropped that correction because they were only added up on success. They now
+/// count everything that reached the firmware.
+#[test]
+fn sev_lifecycle_cpuid_totals_after_failed_update() {
+    use cgs_core::{Lifecycle, PageType};
+    use cgs_sev::backend::SevBackend;
+    use cgs_sev::cpuid::{CpuidFunction, CpuidPage};
+    use cgs_sev::firmware::sim::{SimConfig, SimFirmware, SimPlatform};
+
+    cgs_sev::fuzzing::fuzz_lifecycle(CPUID_TOTALS);
+
+    let Some(kvm) =
+        cgs_core::testing::kvm_or_skip("sev_lifecycle_cpuid_totals_after_failed_update")
+    else {
+        return;
+    };
+    let platform = SimPlatform::new(SimConfig::default());
+    let cfg = cgs_core::config::SevSnpGuestConfig::new("snp0", 1);
+    let mut guest = Lifecycle::new(SevBackend::snp(&cfg, SimFirmware::new(&platform)).unwrap());
+    let vm = kvm.create_vm().unwrap();
+    guest.kvm_init(&kvm, &vm).unwrap();
+    let mut page = CpuidPage::default();
+    page.entries.push(CpuidFunction {
+        eax_in: 0x8000_001D,
+        ecx_in: 3,
+        edx: 0x6,
+        ..Default::default()
+    });
+    let mut mem = [page.to_bytes().unwrap(), page.to_bytes().unwrap()].concat();
+    let slice = vm_memory::VolatileSlice::from(&mut mem[..]);
+    let e = guest
+        .launch_update(&vm, 0x1000, slice, PageType::Cpuid)
+        .unwrap_err();
+    assert!(matches!(e, cgs_core::Error::InvalidInput { .. }), "{e}");
+    let totals = guest.backend().snp_update_totals().unwrap();
+    assert_eq!(totals.cpuid_changes.len(), 1, "{totals:?}");
+    assert_eq!(guest.backend().firmware().stats().snp_pages, 1);
+}

@@ -384,7 +384,8 @@ fn header(h: [u8; HEADER_LEN]) -> Header {
     Header {
         flavour,
         legacy: f & 4 != 0,
-        session: f & 8 != 0,
+        // Byte 3 bit 7 too: LAUNCH_START's ECDH makes session inputs slow, so they are rarer.
+        session: f & 8 != 0 && x & 0x80 != 0,
         session_mismatch: p & 0x80 != 0,
         features,
         cbitpos: match f >> 6 {
@@ -828,15 +829,15 @@ fn fill_cpuid(mem: &GuestMemoryMmap, first: u64, pages: u64, kind: u8) {
 ///
 /// Input: a [`HEADER_LEN`]-byte header, then up to [`MAX_OPS`] [`OP_LEN`]-byte operations
 /// (selector `% op::COUNT`, `a`, `b`, `c`). Header byte 0: flavour (bits 0-1: SEV, SEV-ES,
-/// SNP), legacy VM type (bit 2), guest-owner session (bit 3), VMSA features DEBUG_SWAP (bit 4)
-/// and an unsupported one (bit 5), `cbitpos` (bits 6-7: none, the host's, a wrong one). Byte
-/// 1: the policy (SEV: NODBG, NOKS, NOSEND, DOMAIN, SEV, then a too-new API or a reserved bit,
-/// a session for another policy; SNP: SMT, DEBUG, SINGLE_SOCKET, ABI 2.0, an invalid policy,
-/// VCEK disabled, an ID block that cannot match). Byte 2: the platform (default; no SEV-ES,
-/// no SMT, no certificate requests; two sockets, no VMSA features). Byte 3: certificate
-/// requests (bit 0), CPUID correction refused (bit 1), a VMSA builder with an AP reset
-/// address (bit 2), host data. Without `/dev/kvm` this prints SKIP once and does nothing (it
-/// panics when `CGS_REQUIRE_KVM=1`).
+/// SNP), legacy VM type (bit 2), guest-owner session (bit 3, together with byte 3 bit 7),
+/// VMSA features DEBUG_SWAP (bit 4) and an unsupported one (bit 5), `cbitpos` (bits 6-7:
+/// none, the host's, a wrong one). Byte 1: the policy (SEV: NODBG, NOKS, NOSEND, DOMAIN, SEV,
+/// then a too-new API or a reserved bit, a session for another policy; SNP: SMT, DEBUG,
+/// SINGLE_SOCKET, ABI 2.0, an invalid policy, VCEK disabled, an ID block that cannot match).
+/// Byte 2: the platform (default; no SEV-ES, no SMT, no certificate requests; two sockets, no
+/// VMSA features). Byte 3: certificate requests (bit 0), CPUID correction refused (bit 1), a
+/// VMSA builder with an AP reset address (bit 2), host data. Without `/dev/kvm` this prints
+/// SKIP once and does nothing (it panics when `CGS_REQUIRE_KVM=1`).
 #[allow(clippy::panic)]
 pub fn fuzz_lifecycle(data: &[u8]) {
     let Some(host) = host() else {
@@ -1587,13 +1588,13 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
     let mut seeds = vec![
         // SEV, INIT2, session, NODBG (the guest owner checks LAUNCH_MEASURE); then legacy
         // INIT without a session, checked through the signed report.
-        seed([0x08, 0x01, 0, 0], &sev_launch),
+        seed([0x08, 0x01, 0, 0x80], &sev_launch),
         seed(
             [0x04, 0x00, 0, 0],
             &[&sev_launch[..], &[o(ATTEST, 3, 0, 0)]].concat(),
         ),
         // SEV-ES, INIT2 with DEBUG_SWAP, AP builder, session.
-        seed([0x19, 0x01, 0, 0x04], &es_launch),
+        seed([0x19, 0x01, 0, 0x84], &es_launch),
         // SEV-ES without an AP reset address, legacy ES_INIT.
         seed([0x05, 0x00, 0, 0x00], &es_launch),
         // SNP with SMT, certificate requests, AP builder, host data, VCEK disabled (an
@@ -1608,7 +1609,7 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
         // sockets, certificate requests the kernel lacks.
         seed([0x01, 0x00, 1, 0], &init_only),
         seed([0x00, 0x20, 0, 0], &init_only),
-        seed([0x08, 0x80, 0, 0], &init_only),
+        seed([0x08, 0x80, 0, 0x80], &init_only),
         seed([0x80, 0x00, 0, 0], &init_only),
         seed([0x21, 0x00, 0, 0], &init_only),
         seed([0x12, 0x01, 2, 0], &init_only),

@@ -120,7 +120,8 @@ impl<F: SevFirmware> SnpLauncher<F> {
         &mut self.fw
     }
 
-    /// Everything the updates so far did.
+    /// Everything the updates so far did, including the part of a failed update that reached
+    /// the firmware.
     pub fn update_totals(&self) -> &UpdateReport {
         &self.total
     }
@@ -196,17 +197,23 @@ impl<F: SevFirmware> SnpLauncher<F> {
             }
         }
         let mut report = UpdateReport::default();
+        let mut result = Ok(());
         for range in coalesce(regions) {
             report.ranges += 1;
-            self.update_range(vm, range, &mut report)?;
+            result = self.update_range(vm, range, &mut report);
+            if result.is_err() {
+                break;
+            }
         }
+        // The totals count what reached the firmware even when a later page failed: the pages
+        // before it stay measured, with any CPUID correction the firmware made to them.
         self.total.ranges += report.ranges;
         self.total.calls += report.calls;
         self.total.eagain += report.eagain;
         self.total
             .cpuid_changes
             .extend(report.cpuid_changes.iter().cloned());
-        Ok(report)
+        result.map(|()| report)
     }
 
     fn update_range(
