@@ -24,6 +24,7 @@ use cgs_gmem::attrs::{MemoryAttributes, RecordingAttributes};
 use cgs_gmem::binding::{GmemLayout, GmemSlot, SharedDiscard};
 use cgs_gmem::convert::Converter;
 use cgs_gmem::memfd::{GmemFlags, GuestMemfd};
+use cgs_gmem::testing::CountingDiscard;
 use cgs_gmem::tracker::MemState;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -151,6 +152,21 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // The path alone: the same round trip with discards that only count (no syscalls), i.e.
+    // the userspace cost the ratios below are made of.
+    let mut path_only = Converter::new(
+        &[(0, SIZE)],
+        MemState::Private,
+        RecordingAttributes::new(SIZE / 4096),
+        CountingDiscard::default(),
+    )
+    .expect("converter");
+    group.bench_function("path_only/1", |b| {
+        b.iter(|| {
+            path_only.to_shared(1 << 20, 4096).expect("to shared");
+            path_only.to_private(1 << 20, 4096).expect("to private");
+        })
+    });
     group.finish();
 
     // Paired measurement for the ratio: alternate the two round trips and compare medians, so
