@@ -15,9 +15,9 @@
 //! - Differential: the model keeps its own launch digest, built with the offline calculator
 //!   ([`crate::measure`]: SHA-256 over the launched bytes and VMSAs for SEV/SEV-ES, the
 //!   [`Gctx`] PAGE_INFO chain for SNP, VMSAs from a [`VmsaBuilder`] the model configures itself).
-//!   Whenever the firmware reveals its digest (LAUNCH_MEASURE checked by the guest owner, the
-//!   legacy attestation report, the SNP attestation report after finalize) the two must match,
-//!   so a refused call that changed the firmware's digest is caught.
+//!   Whenever the firmware reveals its digest (the legacy attestation report of SEV/SEV-ES,
+//!   the SNP attestation report after finalize) the two must match, so a refused call that
+//!   changed the firmware's digest is caught.
 //!
 //! SNP_LAUNCH_UPDATE works page by page, as on hardware: a range that reaches an already
 //! launched page fails there, and the pages before it stay measured (the firmware cannot take a
@@ -29,17 +29,17 @@
 //! the lifecycle creates them, so the target needs `/dev/kvm`. As in `pef_lifecycle`, one VM
 //! serves every input, each input's vCPUs get KVM ids no earlier input used, and an input creates
 //! at most [`MAX_VCPUS`]. Simulated platforms (whose P-384 keys are costly to generate) are
-//! pooled per configuration and replaced before their guest handles run out; the guest owner's
-//! LAUNCH_START session is cached per platform and policy.
+//! pooled per configuration and replaced before their guest handles run out. LAUNCH_START takes
+//! no guest-owner session: the simulator's ECDH for it took most of the target's time (the
+//! session, LAUNCH_SECRET and the owner's check of LAUNCH_MEASURE are tested in
+//! `tests/launch_sim.rs`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use rand_core::OsRng;
 use sha2::{Digest, Sha256, Sha384};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
-use zeroize::Zeroizing;
 
 use cgs_core::config::{OnOffAuto, SevGuestConfig, SevSnpGuestConfig};
 use cgs_core::{
@@ -54,7 +54,6 @@ use crate::firmware::sim::{
     MAX_GUESTS,
 };
 use crate::firmware::{status_of, Flavour, SevFirmware, SevStatus};
-use crate::launch::sev::StartParams;
 use crate::launch::snp::CpuidRetry;
 use crate::launch::{sequence_error, LaunchState};
 use crate::measure::gctx::Gctx;
@@ -63,10 +62,7 @@ use crate::measure::vmsa::{VmsaBuilder, SEV_FEATURE_DEBUG_SWAP, SEV_FEATURE_SNP_
 use crate::measure::{VcpuType, VmmPreset};
 use crate::policy::{SevPolicy, SnpPolicy};
 use crate::report::AttestationReport;
-use crate::session::{
-    wrap_session, DhKey, GuestOwner, LaunchMeasurement, LaunchStartBlobs, PacketHeader, SevCert,
-    TransportKeys,
-};
+use crate::session::PacketHeader;
 use crate::uapi::KVM_X86_DEFAULT_VM;
 
 /// At most this many vCPUs reach KVM per input (each costs about 1 ms).
@@ -113,7 +109,7 @@ pub mod op {
     pub const MEASURE: u8 = 7;
     /// `SevBackend::attestation_report` and the SNP guest's report request.
     pub const ATTEST: u8 = 8;
-    /// `SevBackend::inject_secret` (a packet sealed by the guest owner, tampered when `b & 1`).
+    /// `SevBackend::inject_secret` of an unsealed packet (a bad length when `b & 1`).
     pub const SECRET: u8 = 9;
     /// `Lifecycle::reset`.
     pub const RESET: u8 = 10;
@@ -186,21 +182,11 @@ fn sim_config(variant: usize) -> SimConfig {
 }
 const PLATFORM_VARIANTS: usize = 3;
 
-/// A pooled simulated platform: guests created so far and the cached guest-owner sessions.
+/// A pooled simulated platform and the guest contexts created on it so far.
 struct PooledPlatform {
     platform: Arc<SimPlatform>,
     guests: u32,
-    /// The guest owner's DH certificate, shared secret with the platform and transport keys.
-    owner: Option<Box<OwnerKeys>>,
-    sessions: HashMap<u32, Arc<(GuestOwner, LaunchStartBlobs)>>,
 }
-
-type OwnerKeys = (
-    Vec<u8>,
-    Zeroizing<[u8; 48]>,
-    Zeroizing<[u8; 16]>,
-    Zeroizing<[u8; 16]>,
-);
 
 /// The shared KVM VM and platform pool (see the module documentation).
 struct Host {
@@ -268,8 +254,6 @@ impl Host {
         slot.get_or_insert_with(|| PooledPlatform {
             platform: SimPlatform::new(sim_config(variant)),
             guests: 0,
-            owner: None,
-            sessions: HashMap::new(),
         })
     }
 
@@ -287,43 +271,11 @@ impl Host {
     }
 }
 
-impl PooledPlatform {
-    /// The guest owner's session for `policy`. The owner's DH key and transport keys are made
-    /// once per platform (ECDH is slow in debug builds); each policy only needs its own wrap.
-    fn session(&mut self, policy: u32) -> Arc<(GuestOwner, LaunchStartBlobs)> {
-        let platform = &self.platform;
-        let owner: &OwnerKeys = self.owner.get_or_insert_with(|| {
-            let godh = DhKey::generate(&mut OsRng);
-            let z = godh.shared_secret(&platform.pdh_public());
-            let keys = TransportKeys::generate(&mut OsRng);
-            Box::new((
-                SevCert::pdh(godh.public()).to_bytes(),
-                z,
-                Zeroizing::new(*keys.tek()),
-                Zeroizing::new(*keys.tik()),
-            ))
-        });
-        let (cert, z, tek, tik) = owner;
-        Arc::clone(self.sessions.entry(policy).or_insert_with(|| {
-            let keys = TransportKeys::new(**tek, **tik);
-            let session = wrap_session(&keys, policy, &z[..], [0x4E; 16], [0x49; 16]);
-            let blobs = LaunchStartBlobs {
-                dh_cert: cert.clone(),
-                session,
-            };
-            Arc::new((GuestOwner::with_keys(policy, keys), blobs))
-        }))
-    }
-}
-
 /// The decoded input header.
 #[derive(Debug, Clone)]
 struct Header {
     flavour: Flavour,
     legacy: bool,
-    session: bool,
-    /// Session made for another policy (LAUNCH_START must refuse it).
-    session_mismatch: bool,
     features: u64,
     cbitpos: Option<u32>,
     sev_policy: u32,
@@ -384,9 +336,6 @@ fn header(h: [u8; HEADER_LEN]) -> Header {
     Header {
         flavour,
         legacy: f & 4 != 0,
-        // Byte 3 bit 7 too: LAUNCH_START's ECDH makes session inputs slow, so they are rarer.
-        session: f & 8 != 0 && x & 0x80 != 0,
-        session_mismatch: p & 0x80 != 0,
         features,
         cbitpos: match f >> 6 {
             1 => Some(HOST_CBITPOS),
@@ -480,7 +429,6 @@ struct Model {
     sev: Sha256,
     /// SEV/SEV-ES digest LAUNCH_MEASURE sealed.
     measured: Option<[u8; 32]>,
-    measurement: Option<LaunchMeasurement>,
     /// SNP launch digest so far.
     gctx: Gctx,
     /// SNP: frames made private and frames launched.
@@ -639,7 +587,6 @@ impl Model {
             vcpus: Vec::new(),
             sev: Sha256::new(),
             measured: None,
-            measurement: None,
             gctx: Gctx::new(),
             assigned: BTreeSet::new(),
             launched: BTreeSet::new(),
@@ -693,9 +640,7 @@ impl Model {
                 }
                 self.ls = LaunchState::Initialized;
             }
-            if !SevPolicy(h.sev_policy).allows_firmware(cfg.build)
-                || (h.session && h.session_mismatch)
-            {
+            if !SevPolicy(h.sev_policy).allows_firmware(cfg.build) {
                 return Want::Firmware(SevStatus::POLICY_FAILURE);
             }
             self.ls = LaunchState::Updating;
@@ -782,7 +727,6 @@ impl Model {
 struct Run<'h> {
     host: &'h mut Host,
     platform: Arc<SimPlatform>,
-    session: Option<Arc<(GuestOwner, LaunchStartBlobs)>>,
     guest: Lifecycle<SevBackend<SimFirmware>>,
     early_guard: RunGuard,
     vcpus: Vec<VcpuFd>,
@@ -829,10 +773,9 @@ fn fill_cpuid(mem: &GuestMemoryMmap, first: u64, pages: u64, kind: u8) {
 ///
 /// Input: a [`HEADER_LEN`]-byte header, then up to [`MAX_OPS`] [`OP_LEN`]-byte operations
 /// (selector `% op::COUNT`, `a`, `b`, `c`). Header byte 0: flavour (bits 0-1: SEV, SEV-ES,
-/// SNP), legacy VM type (bit 2), guest-owner session (bit 3, together with byte 3 bit 7),
-/// VMSA features DEBUG_SWAP (bit 4) and an unsupported one (bit 5), `cbitpos` (bits 6-7:
-/// none, the host's, a wrong one). Byte 1: the policy (SEV: NODBG, NOKS, NOSEND, DOMAIN, SEV,
-/// then a too-new API or a reserved bit, a session for another policy; SNP: SMT, DEBUG,
+/// SNP), legacy VM type (bit 2), bit 3 unused, VMSA features DEBUG_SWAP (bit 4) and an
+/// unsupported one (bit 5), `cbitpos` (bits 6-7: none, the host's, a wrong one). Byte 1: the
+/// policy (SEV: NODBG, NOKS, NOSEND, DOMAIN, SEV, then a too-new API or a reserved bit; SNP: SMT, DEBUG,
 /// SINGLE_SOCKET, ABI 2.0, an invalid policy, VCEK disabled, an ID block that cannot match).
 /// Byte 2: the platform (default; no SEV-ES, no SMT, no certificate requests; two sockets, no
 /// VMSA features). Byte 3: certificate requests (bit 0), CPUID correction refused (bit 1), a
@@ -858,15 +801,6 @@ pub fn fuzz_lifecycle(data: &[u8]) {
     let bad_id = (snp && h.id_block).then(|| host.bad_id_block());
     let pooled = host.platform(h.variant);
     let platform = Arc::clone(&pooled.platform);
-    let session = (!snp && h.session).then(|| {
-        // A session made for another policy: LAUNCH_START must refuse it.
-        let policy = if h.session_mismatch {
-            h.sev_policy ^ SevPolicy::NOSEND
-        } else {
-            h.sev_policy
-        };
-        pooled.session(policy)
-    });
 
     let fw = SimFirmware::new(&platform);
     let (built, valid) = if snp {
@@ -896,15 +830,10 @@ pub fn fuzz_lifecycle(data: &[u8]) {
         } else {
             OnOffAuto::Off
         };
-        let b = SevBackend::sev(&cfg, fw).map(|b| match &session {
-            Some(s) => b.with_start_params(StartParams {
-                handle: 0,
-                dh_cert: Some(s.1.dh_cert.clone()),
-                session: Some(s.1.session.to_bytes().to_vec()),
-            }),
-            None => b,
-        });
-        (b, SevPolicy(h.sev_policy).validate().is_ok())
+        (
+            SevBackend::sev(&cfg, fw),
+            SevPolicy(h.sev_policy).validate().is_ok(),
+        )
     };
     let mut backend = match (built, valid) {
         (Ok(b), true) => b,
@@ -937,7 +866,6 @@ pub fn fuzz_lifecycle(data: &[u8]) {
     let mut run = Run {
         host: &mut host,
         platform,
-        session,
         guest,
         early_guard,
         vcpus: Vec::new(),
@@ -1117,15 +1045,6 @@ impl Run<'_> {
                 let r = self.guest.backend_mut().measure(vm);
                 let want = m.measure();
                 check(step, "measure", &r, want);
-                if let Ok(got) = r {
-                    m.measurement = Some(got);
-                    if let (Some(s), Some(digest)) = (&self.session, m.measured) {
-                        let build = self.platform.config().build;
-                        if let Err(e) = s.0.verify_measurement(build, &digest, &got) {
-                            panic!("step {step}: LAUNCH_MEASURE is not the model's digest: {e}");
-                        }
-                    }
-                }
             }
             op::ATTEST => {
                 if m.snp() {
@@ -1143,7 +1062,7 @@ impl Run<'_> {
                     );
                 }
             }
-            op::SECRET => self.secret(step, a, b, c),
+            op::SECRET => self.secret(step, a, b),
             op::RESET => {
                 let r = self.guest.reset(vm);
                 let want = if m.lc != State::Ready {
@@ -1282,48 +1201,39 @@ impl Run<'_> {
         }
     }
 
-    /// LAUNCH_SECRET of a packet the guest owner sealed for the measurement (tampered when
-    /// `b & 1`), or of a packet no owner sealed.
+    /// LAUNCH_SECRET of a packet no guest owner sealed (the transport keys are the
+    /// firmware's own: no session, whose ECDH would make the target too slow), 32 bytes or
+    /// (`b & 1`) a length the firmware refuses.
     #[allow(clippy::panic)]
-    fn secret(&mut self, step: usize, a: u8, b: u8, c: u8) {
-        const SECRET: &[u8; 32] = b"fuzzed launch secret, 32 bytes!!";
+    fn secret(&mut self, step: usize, a: u8, b: u8) {
         let gpa = (u64::from(a) % MEM_PAGES) * PAGE + u64::from((b >> 1) & 3) * 16;
-        let target = slice(&self.mem, gpa, SECRET.len() as u64);
-        let sealed = match (&self.session, self.m.measurement) {
-            (Some(s), Some(mm)) => match s.0.seal_secret(&mm, [c; 16], SECRET) {
-                Ok(p) => Some(p),
-                Err(e) => panic!("step {step}: seal: {e}"),
-            },
-            _ => None,
+        let len = if b & 1 != 0 { 24 } else { 32 };
+        let target = slice(&self.mem, gpa, len);
+        let hdr = match PacketHeader::from_bytes(&[0; crate::session::PACKET_HEADER_LEN]) {
+            Ok(hdr) => hdr,
+            Err(e) => panic!("step {step}: packet header: {e}"),
         };
-        let genuine = sealed.is_some() && b & 1 == 0;
-        let (hdr, mut ct) = match sealed {
-            Some(p) => p,
-            None => match PacketHeader::from_bytes(&[0; crate::session::PACKET_HEADER_LEN]) {
-                Ok(hdr) => (hdr, vec![0; SECRET.len()]),
-                Err(e) => panic!("step {step}: packet header: {e}"),
-            },
-        };
-        if b & 1 != 0 {
-            ct[0] ^= 1;
-        }
-        let r = self
-            .guest
-            .backend_mut()
-            .inject_secret(&self.host.vm, gpa, &hdr, &ct, &target);
+        let before = read(&self.mem, gpa, len);
+        let r = self.guest.backend_mut().inject_secret(
+            &self.host.vm,
+            gpa,
+            &hdr,
+            &vec![0x5E; len as usize],
+            &target,
+        );
         let m = &mut self.m;
         let want = if m.snp() {
             Want::Unsupported
         } else if m.ls != LaunchState::Measured {
             Want::Sequence
-        } else if genuine {
-            Want::Ok
+        } else if len % 16 != 0 {
+            Want::Firmware(SevStatus::INVALID_LEN)
         } else {
             Want::Firmware(SevStatus::BAD_MEASUREMENT)
         };
         check(step, "inject_secret", &r, want);
-        if r.is_ok() && read(&self.mem, gpa, SECRET.len() as u64) != SECRET {
-            panic!("step {step}: the guest does not see the injected secret");
+        if read(&self.mem, gpa, len) != before {
+            panic!("step {step}: a refused LAUNCH_SECRET wrote guest memory");
         }
     }
 
@@ -1435,8 +1345,8 @@ pub fn encode_op(sel: u8, a: u8, b: u8, c: u8) -> [u8; OP_LEN] {
     [sel, a, b, c]
 }
 
-/// Seed inputs for the `sev_lifecycle` target: whole launches of each flavour (SEV with a guest
-/// owner's session, measurement, secret and report; SEV-ES with two vCPUs; SNP with every page
+/// Seed inputs for the `sev_lifecycle` target: whole launches of each flavour (SEV with
+/// registration, measurement, refused secrets and report; SEV-ES with two vCPUs; SNP with every page
 /// type, a corrected CPUID page, update faults and a batch), the illegal orders (every call
 /// before `kvm_init`, twice, after finalize, overlapping and misaligned regions) and the
 /// refusals of the configuration (policies the firmware refuses, missing features, a wrong
@@ -1480,7 +1390,7 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
         o(SET_VCPU_STATE, 1, 0, 0),
         o(MEASURE, 0, 0, 0),
         o(LAUNCH_MEMORY, 5, 1, 0),
-        o(FINALIZE, 0, 0, 0),
+        o(FINALIZE, 1, 0, 0),
         o(RESET, 0, 0, 0),
         o(QUERIES, 1, 0, 0),
     ];
@@ -1586,15 +1496,14 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
         v
     };
     let mut seeds = vec![
-        // SEV, INIT2, session, NODBG (the guest owner checks LAUNCH_MEASURE); then legacy
-        // INIT without a session, checked through the signed report.
-        seed([0x08, 0x01, 0, 0x80], &sev_launch),
+        // SEV, INIT2, NODBG; then legacy INIT, checked through the signed report.
+        seed([0x00, 0x01, 0, 0], &sev_launch),
         seed(
             [0x04, 0x00, 0, 0],
             &[&sev_launch[..], &[o(ATTEST, 3, 0, 0)]].concat(),
         ),
-        // SEV-ES, INIT2 with DEBUG_SWAP, AP builder, session.
-        seed([0x19, 0x01, 0, 0x84], &es_launch),
+        // SEV-ES, INIT2 with DEBUG_SWAP, AP builder.
+        seed([0x11, 0x01, 0, 0x04], &es_launch),
         // SEV-ES without an AP reset address, legacy ES_INIT.
         seed([0x05, 0x00, 0, 0x00], &es_launch),
         // SNP with SMT, certificate requests, AP builder, host data, VCEK disabled (an
@@ -1604,12 +1513,12 @@ pub fn seeds_lifecycle() -> Vec<Vec<u8>> {
         seed([0x02, 0x01, 0, 0x04], &snp_illegal),
         seed([0x00, 0x00, 0, 0x00], &sev_illegal),
         seed([0x01, 0x00, 0, 0x00], &sev_illegal),
-        // Refused configurations: ES on a platform without it, a too-new API, a session for
-        // another policy, a wrong C-bit, an unsupported feature, SNP without SMT, on two
-        // sockets, certificate requests the kernel lacks.
+        // Refused configurations: ES on a platform without it, a too-new API, (accepted: the
+        // host's C-bit, DOMAIN and SEV), a wrong C-bit, an unsupported feature, SNP without
+        // SMT, on two sockets, certificate requests the kernel lacks.
         seed([0x01, 0x00, 1, 0], &init_only),
         seed([0x00, 0x20, 0, 0], &init_only),
-        seed([0x08, 0x80, 0, 0x80], &init_only),
+        seed([0x40, 0x18, 0, 0], &init_only),
         seed([0x80, 0x00, 0, 0], &init_only),
         seed([0x21, 0x00, 0, 0], &init_only),
         seed([0x12, 0x01, 2, 0], &init_only),
