@@ -100,7 +100,7 @@ impl Gctx {
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if data.len() < PARALLEL_MIN || threads < 2 {
-            chain(&sha384x::sha384_each(&pages));
+            chain(&page_digests(&pages));
         } else {
             hash_overlapped(&pages, chain);
         }
@@ -164,6 +164,33 @@ impl Gctx {
     }
 }
 
+/// SHA-384 of each of `pages`, several at a time ([`sha384x`]); a page equal to the one before it
+/// takes that one's digest instead of being hashed again (flash images are padded with erased
+/// pages: 518 of the 892 pages of Debian's `OVMF_CODE_4M.fd` are all 0xFF).
+fn page_digests(pages: &[&[u8]]) -> Vec<[u8; LD_SIZE]> {
+    let repeats: Vec<bool> = (0..pages.len())
+        .map(|i| i > 0 && pages[i] == pages[i - 1])
+        .collect();
+    let distinct: Vec<&[u8]> = pages
+        .iter()
+        .zip(&repeats)
+        .filter(|(_, &repeat)| !repeat)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut digests = sha384x::sha384_each(&distinct).into_iter();
+    let mut last = [0u8; LD_SIZE];
+    repeats
+        .iter()
+        .map(|&repeat| {
+            if !repeat {
+                // One digest per distinct page, in order.
+                last = digests.next().unwrap_or(last);
+            }
+            last
+        })
+        .collect()
+}
+
 /// Regions below this size are hashed on the calling thread alone.
 const PARALLEL_MIN: usize = 512 * 1024;
 /// Pages per unit of work of [`hash_overlapped`] (128 KiB: a few dozen units per OVMF image).
@@ -184,7 +211,7 @@ fn hash_overlapped(pages: &[&[u8]], mut consume: impl FnMut(&[[u8; LD_SIZE]])) {
         let i = next.fetch_add(1, Ordering::Relaxed);
         match (batches.get(i), done.get(i)) {
             (Some(batch), Some(slot)) => {
-                slot.get_or_init(|| sha384x::sha384_each(batch));
+                slot.get_or_init(|| page_digests(batch));
                 true
             }
             _ => false,
@@ -198,7 +225,7 @@ fn hash_overlapped(pages: &[&[u8]], mut consume: impl FnMut(&[[u8; LD_SIZE]])) {
                 // Every batch is taken and this one is the helper's: wait for the helper.
                 join(helper.take());
             }
-            consume(slot.get_or_init(|| sha384x::sha384_each(batches[i])));
+            consume(slot.get_or_init(|| page_digests(batches[i])));
         }
         join(helper.take());
     });
@@ -244,6 +271,42 @@ mod tests {
             );
         }
         assert_eq!(a, b);
+    }
+
+    /// Repeated pages reuse the digest of the page before them; pages equal to an earlier but
+    /// not the previous page, and a repeat run at the start, are still right.
+    #[test]
+    fn repeated_pages_get_their_own_digest() {
+        let a = [0xFFu8; 4096];
+        let b: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        let mut c = b.clone();
+        c[4095] ^= 1;
+        for layout in [
+            &b"aaab"[..],
+            b"abab",
+            b"abba",
+            b"bccb",
+            b"a",
+            b"",
+            b"aaaa",
+            b"cbaaac",
+        ] {
+            let pages: Vec<&[u8]> = layout
+                .iter()
+                .map(|l| match l {
+                    b'a' => &a[..],
+                    b'b' => &b[..],
+                    _ => &c[..],
+                })
+                .collect();
+            let want: Vec<[u8; 48]> = pages.iter().map(|p| Sha384::digest(p).into()).collect();
+            assert_eq!(
+                page_digests(&pages),
+                want,
+                "{}",
+                String::from_utf8_lossy(layout)
+            );
+        }
     }
 
     /// The overlapped hashing hands every page's digest to the consumer once, in order, for
