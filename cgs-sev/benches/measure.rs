@@ -135,26 +135,42 @@ fn main() {
         _ => println!("SKIP whole-process comparison: run ../shared/tools/oracles.sh ovmf and sev-snp-measure"),
     }
 
+    // Distinct pages (no repeated page for the core to skip): the core's worst case.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let distinct: Vec<u8> = (0..3_653_632 / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect();
     let data = match &ovmf {
         Some(p) => std::fs::read(p).unwrap(),
-        None => (0..3_653_632u32).map(|i| ((i * 7) >> 3) as u8).collect(),
+        None => distinct.clone(),
     };
-    let image = OvmfImage::parse(&data).unwrap();
-    let reps = 8;
-    let t_core = median(reps, || {
-        std::hint::black_box(digest::snp_ovmf_hash(&image).unwrap());
-    });
-    let t_sha = median(reps, || {
-        std::hint::black_box(Sha384::digest(&data));
-    });
+    let reps = 9;
     let mb = data.len() as f64 / 1e6;
-    println!(
-        "digest core over {:.1} MB: snp_ovmf_hash {:.0} MB/s, plain SHA-384 {:.0} MB/s, ratio {:.2}x (goal >= 0.8x)",
-        mb,
-        mb / t_core.as_secs_f64(),
-        mb / t_sha.as_secs_f64(),
-        t_sha.as_secs_f64() / t_core.as_secs_f64()
-    );
+    for (name, bytes) in [
+        ("OVMF_CODE_4M.fd", &data),
+        ("synthetic image of distinct pages", &distinct),
+    ] {
+        let image = OvmfImage::parse(bytes).unwrap();
+        let t_core = median(reps, || {
+            std::hint::black_box(digest::snp_ovmf_hash(&image).unwrap());
+        });
+        let t_sha = median(reps, || {
+            std::hint::black_box(Sha384::digest(bytes));
+        });
+        let mb = bytes.len() as f64 / 1e6;
+        println!(
+            "digest core over {mb:.1} MB ({name}): snp_ovmf_hash {:.0} MB/s, plain SHA-384 \
+             {:.0} MB/s, ratio {:.2}x (goal >= 0.8x)",
+            mb / t_core.as_secs_f64(),
+            mb / t_sha.as_secs_f64(),
+            t_sha.as_secs_f64() / t_core.as_secs_f64()
+        );
+    }
 
     let pages: Vec<&[u8]> = data[..data.len() / 4096 * 4096]
         .chunks_exact(4096)
