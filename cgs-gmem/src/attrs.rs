@@ -121,10 +121,13 @@ impl<V: Borrow<VmFd>> MemoryAttributes for HostAttributes<V> {
 /// A userspace record of the attribute of every page: what KVM would hold, for hosts without
 /// `KVM_SET_MEMORY_ATTRIBUTES` (the example) and for tests that check tracker/attribute
 /// agreement. Combine with [`crate::testing::Faulty`] to inject failures.
+// `repr(C)`, `calls` first: the call counter sits in the same cache line as the record's hot
+// head (see `PageTracker`), not after its inline runs.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct RecordingAttributes {
-    record: PageTracker,
     calls: usize,
+    record: PageTracker,
 }
 
 impl RecordingAttributes {

@@ -202,13 +202,22 @@ pub struct Stats {
 
 /// The conversion engine of one VM: guest RAM layout, page-state tracker, attributes backend,
 /// discard backend and listeners.
+// `repr(C)` in this order: the small fields every conversion reads (RAM span, counters,
+// listener list header, discard backend's header) are packed together ahead of the tracker,
+// whose hot head (page count, run count, first runs) follows; the cold inline run storage comes
+// after. The success path runs right after the discard syscalls, with the caches partly
+// evicted, so each cache line it touches counts.
+#[repr(C)]
 pub struct Converter<A, D> {
-    ram: Vec<Range<u64>>,
+    /// `ram`'s hull when its ranges leave no gap (the usual layout), else empty: validation
+    /// checks it without reading the heap-allocated `ram`.
+    span: Range<u64>,
+    stats: Stats,
+    listeners: Listeners,
+    discard: D,
     tracker: PageTracker,
     attrs: A,
-    discard: D,
-    listeners: Listeners,
-    stats: Stats,
+    ram: Vec<Range<u64>>,
 }
 
 impl<A, D> fmt::Debug for Converter<A, D> {
@@ -298,13 +307,19 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
                 attrs.set(r.start, r.end - r.start, MemState::Private)?;
             }
         }
+        let gap_free = ranges.windows(2).all(|w| w[0].end == w[1].start);
+        let span = match (ranges.first(), ranges.last()) {
+            (Some(first), Some(last)) if gap_free => first.start..last.end,
+            _ => 0..0,
+        };
         Ok(Converter {
-            ram: ranges,
+            span,
+            stats: Stats::default(),
+            listeners: Listeners::new(),
+            discard,
             tracker: PageTracker::new(pages, initial),
             attrs,
-            discard,
-            listeners: Listeners::new(),
-            stats: Stats::default(),
+            ram: ranges,
         })
     }
 
@@ -352,7 +367,19 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
     }
 
     /// `true` when `[gpa, end)` lies inside guest RAM (possibly across adjacent ranges).
+    #[inline]
     fn in_ram(&self, gpa: u64, end: u64) -> bool {
+        // Gap-free RAM: inside the hull is inside RAM (no heap read).
+        if self.span.start <= gpa && end <= self.span.end {
+            return true;
+        }
+        self.in_ram_ranges(gpa, end)
+    }
+
+    /// [`Converter::in_ram`] over the individual ranges (out of line: RAM with holes, or a
+    /// request outside the hull).
+    #[inline(never)]
+    fn in_ram_ranges(&self, gpa: u64, end: u64) -> bool {
         let mut at = gpa;
         for r in &self.ram {
             if r.start <= at && at < r.end {
@@ -457,10 +484,19 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
             Err(e) => return Err(failed(req, Step::Validate, e, Vec::new())),
         };
         let to = req.to;
-        let changed: ChangedRuns = self.tracker.runs(frames.clone(), to.opposite()).collect();
-        if changed.is_empty() {
+        // One run lookup for "is anything to do?" and, in the common case of a range inside
+        // one run of the other state, the whole list of changed runs.
+        let Some(first) = self
+            .tracker
+            .next_run(frames.start, frames.end, to.opposite())
+        else {
             return Ok(Conversion::default());
-        }
+        };
+        let changed = if first.end == frames.end {
+            ChangedRuns::one(first)
+        } else {
+            self.more_runs(first, frames.end, to.opposite())
+        };
         // 2. attributes (all or nothing per the trait contract)
         if let Err(e) = self.attrs.set(req.gpa, req.size, to) {
             return Err(failed(req, Step::SetAttributes, e, Vec::new()));
@@ -485,6 +521,15 @@ impl<A: MemoryAttributes, D: Discard> Converter<A, D> {
             return Err(self.fail_notify(req, &changed, e));
         }
         Ok(Conversion { changed })
+    }
+
+    /// The changed runs when the range spans more than one run (out of line).
+    #[inline(never)]
+    fn more_runs(&self, first: Range<u64>, end: u64, state: MemState) -> ChangedRuns {
+        let from = first.end;
+        std::iter::once(first)
+            .chain(self.tracker.runs(from..end, state))
+            .collect()
     }
 
     /// Step 3 failed: attributes back.

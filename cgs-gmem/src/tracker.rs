@@ -79,7 +79,11 @@ enum Repr {
 }
 
 /// Shared/private state of `pages` guest frames.
+// `repr(C)`, `pages` first: the page count, the representation's tag, the inline run count and
+// the first runs share one cache line, so a conversion on a tracker with a few runs touches one
+// line of it (the default layout put `pages` after the 256 bytes of inline runs).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub struct PageTracker {
     pages: u64,
     repr: Repr,

@@ -31,6 +31,15 @@ impl ChangedRuns {
         })
     }
 
+    /// One range.
+    #[inline]
+    pub const fn one(r: Range<u64>) -> Self {
+        ChangedRuns(Inner::Inline {
+            len: 1,
+            runs: [r, 0..0],
+        })
+    }
+
     /// Append a range (callers keep them ascending and disjoint).
     #[inline]
     pub fn push(&mut self, r: Range<u64>) {
@@ -156,5 +165,8 @@ mod tests {
         assert!(matches!(two.0, Inner::Inline { len: 2, .. }));
         assert_eq!(Vec::from(two.clone()), vec![1..2, 4..5]);
         assert_ne!(two, ChangedRuns::new());
+        let one = ChangedRuns::one(7..9);
+        assert_eq!(one, vec![7..9]);
+        assert_eq!(one, std::iter::once(7..9).collect::<ChangedRuns>());
     }
 }
