@@ -64,7 +64,7 @@ pub struct GmemRegion {
 impl GmemRegion {
     /// Create a guest_memfd of `size` bytes and bind it as memslot `slot` at `gpa`.
     pub fn new(vm: &VmFd, slot: u32, gpa: u64, size: usize) -> Result<Self> {
-        if size == 0 || size % 4096 != 0 || gpa % 4096 != 0 {
+        if size == 0 || !size.is_multiple_of(4096) || !gpa.is_multiple_of(4096) {
             return Err(Error::invalid_input(
                 "guest_memfd region",
                 "not page aligned",

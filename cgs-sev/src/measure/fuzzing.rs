@@ -22,7 +22,7 @@ fn sampled(data: &[u8], n: u64) -> bool {
     for &b in data {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    h % n == 0
+    h.is_multiple_of(n)
 }
 
 /// OVMF images: parse, then every digest; the footer and metadata must stay inside the image.

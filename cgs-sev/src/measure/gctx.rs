@@ -48,7 +48,7 @@ impl Default for Gctx {
 }
 
 fn check_aligned(what: &'static str, gpa: u64, len: u64) -> Result<()> {
-    if gpa % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+    if !gpa.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
         return Err(MeasureError::NotPageAligned { what, gpa, len });
     }
     gpa.checked_add(len)

@@ -65,7 +65,7 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return Err(MeasureError::invalid("hex string", "odd number of digits"));
     }
     b.chunks_exact(2)

@@ -92,10 +92,10 @@ fn check_page_range(op: &'static str, gpa: u64, len: usize) -> Result<()> {
         // KVM refuses a range crossing a page before calling the firmware.
         return Err(kvm_err(op, libc::EINVAL));
     }
-    if len % 16 != 0 {
+    if !len.is_multiple_of(16) {
         return Err(fw(op, SevStatus::INVALID_LEN));
     }
-    if gpa % 16 != 0 {
+    if !gpa.is_multiple_of(16) {
         return Err(fw(op, SevStatus::INVALID_ADDRESS));
     }
     Ok(())

@@ -208,7 +208,7 @@ impl MemoryLayout {
     /// The dense index (0..pages) of the page at `gpa`, if `gpa` is a page-aligned address of the
     /// layout.
     pub fn page_index(&self, gpa: u64) -> Option<u64> {
-        if gpa % PAGE_SIZE != 0 {
+        if !gpa.is_multiple_of(PAGE_SIZE) {
             return None;
         }
         let mut base = 0u64;
@@ -226,7 +226,7 @@ impl MemoryLayout {
         let Some(len) = pages.checked_mul(PAGE_SIZE) else {
             return false;
         };
-        gpa % PAGE_SIZE == 0
+        gpa.is_multiple_of(PAGE_SIZE)
             && pages != 0
             && self
                 .regions

@@ -340,7 +340,7 @@ impl SevFirmware for SimFirmware {
             Some(_) => {}
         }
         let addr = region.ptr_guard().as_ptr() as usize;
-        if region.is_empty() || addr % 4096 != 0 || region.len() % 4096 != 0 {
+        if region.is_empty() || !addr.is_multiple_of(4096) || !region.len().is_multiple_of(4096) {
             return Err(kvm_err(OP, libc::EINVAL));
         }
         self.stats.registered_bytes += region.len() as u64;
@@ -396,10 +396,10 @@ impl SevFirmware for SimFirmware {
         self.stats.launch_update_data_calls += 1;
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_UPDATE, GuestState::LaunchUpdate)?;
-        if data.is_empty() || data.len() % 16 != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(16) {
             return Err(fw(OP_UPDATE, SevStatus::INVALID_LEN));
         }
-        if gpa % 16 != 0 {
+        if !gpa.is_multiple_of(16) {
             return Err(fw(OP_UPDATE, SevStatus::INVALID_ADDRESS));
         }
         let mut buf = vec![0u8; data.len()];
@@ -460,10 +460,10 @@ impl SevFirmware for SimFirmware {
         let mut p = self.platform.lock();
         let g = self.guest_mut(&mut p, OP_SECRET, GuestState::LaunchSecret)?;
         let len = ciphertext.len();
-        if len == 0 || len != target.len() || len % 16 != 0 || len > 0x5000 {
+        if len == 0 || len != target.len() || !len.is_multiple_of(16) || len > 0x5000 {
             return Err(fw(OP_SECRET, SevStatus::INVALID_LEN));
         }
-        if gpa % 16 != 0 {
+        if !gpa.is_multiple_of(16) {
             return Err(fw(OP_SECRET, SevStatus::INVALID_ADDRESS));
         }
         let (Some(keys), Some(m)) = (g.keys.as_ref(), g.measurement.as_ref()) else {
@@ -536,7 +536,11 @@ impl SevFirmware for SimFirmware {
     ) -> Result<()> {
         const OP: &str = "KVM_SEV_DBG_DECRYPT";
         self.require_flavour(OP, false)?;
-        if src.len() != dst.len() || dst.is_empty() || dst.len() % 16 != 0 || gpa % 16 != 0 {
+        if src.len() != dst.len()
+            || dst.is_empty()
+            || !dst.len().is_multiple_of(16)
+            || !gpa.is_multiple_of(16)
+        {
             return Err(kvm_err(OP, libc::EINVAL));
         }
         let p = self.platform.lock();
@@ -575,7 +579,7 @@ impl SevFirmware for SimFirmware {
 
     fn snp_set_private(&mut self, _vm: &VmFd, gpa: u64, len: u64) -> Result<()> {
         self.require_flavour(OP_ATTR, true)?;
-        if gpa % 4096 != 0 || len % 4096 != 0 || len == 0 {
+        if !gpa.is_multiple_of(4096) || !len.is_multiple_of(4096) || len == 0 {
             return Err(kvm_err(OP_ATTR, libc::EINVAL));
         }
         let mut p = self.platform.lock();
@@ -607,7 +611,10 @@ impl SevFirmware for SimFirmware {
     fn snp_launch_update(&mut self, _vm: &VmFd, u: &mut SnpUpdate<'_>) -> Result<()> {
         self.require_flavour(OP_SNP_UPDATE, true)?;
         self.stats.snp_launch_update_calls += 1;
-        if u.remaining() == 0 || u.source.len() % 4096 != 0 || u.done % 4096 != 0 {
+        if u.remaining() == 0
+            || !u.source.len().is_multiple_of(4096)
+            || !u.done.is_multiple_of(4096)
+        {
             return Err(kvm_err(OP_SNP_UPDATE, libc::EINVAL));
         }
         let eagain = if self.faults.eagain_calls > 0 {
