@@ -143,6 +143,7 @@ impl GuestMemfd {
         self.fd.as_raw_fd()
     }
 
+    #[inline]
     fn fallocate(&self, op: &'static str, mode: i32, offset: u64, len: u64) -> Result<()> {
         check_range(op, offset, len, self.size)?;
         let (off, l) = (offset as libc::off_t, len as libc::off_t);
@@ -156,6 +157,7 @@ impl GuestMemfd {
 
     /// Free the pages of `[offset, offset + len)` (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); they
     /// read back as zero. Offset and length must be page aligned and inside the file.
+    #[inline]
     pub fn punch_hole(&self, offset: u64, len: u64) -> Result<()> {
         self.fallocate(
             "fallocate(PUNCH_HOLE)",

@@ -234,6 +234,7 @@ impl PageTracker {
     }
 
     /// Set a checked range.
+    #[inline]
     fn apply(&mut self, range: Range<u64>, state: MemState) {
         match &mut self.repr {
             Repr::Runs(m) => {
