@@ -37,6 +37,64 @@ pub fn kvm_or_skip(name: &str) -> Option<Kvm> {
     }
 }
 
+/// One KVM VM shared by every input of a stateful fuzz target (creating a VM per input would
+/// dominate the run), with a vCPU of another VM for calls that need a `VcpuFd` before the input
+/// created one. KVM never frees a vCPU id, so each input takes ids no earlier input used
+/// ([`fresh_ids`](Self::fresh_ids)) and the VM is replaced when they run out.
+pub struct SharedVm {
+    /// The KVM handle.
+    pub kvm: Kvm,
+    /// The VM the inputs use.
+    pub vm: VmFd,
+    /// A vCPU of another VM.
+    pub stray: VcpuFd,
+    /// First vCPU id no input has used on `vm`.
+    next_id: u64,
+    /// vCPU ids `vm` accepts.
+    id_limit: u64,
+}
+
+impl SharedVm {
+    /// Opens KVM and creates the VMs, or `None` (after [`kvm_or_skip`]'s SKIP line) without
+    /// KVM. `name` names the target in that line. Panics if KVM refuses to create a VM or vCPU:
+    /// a fuzz harness cannot go on without them.
+    #[allow(clippy::panic)]
+    pub fn open(name: &str) -> Option<SharedVm> {
+        let kvm = kvm_or_skip(name)?;
+        let stray = kvm
+            .create_vm()
+            .and_then(|vm| vm.create_vcpu(0))
+            .unwrap_or_else(|e| panic!("{name}: stray vCPU: {e}"));
+        let vm = kvm
+            .create_vm()
+            .unwrap_or_else(|e| panic!("{name}: KVM_CREATE_VM: {e}"));
+        let id_limit = kvm.get_max_vcpus().min(kvm.get_max_vcpu_id()) as u64;
+        Some(SharedVm {
+            kvm,
+            vm,
+            stray,
+            next_id: 0,
+            id_limit,
+        })
+    }
+
+    /// The first of `count` vCPU ids no earlier input used, replacing the VM when they run out.
+    /// Panics if KVM refuses to create the replacement VM.
+    #[allow(clippy::panic)]
+    pub fn fresh_ids(&mut self, count: u64) -> u64 {
+        if self.next_id + count > self.id_limit {
+            self.vm = self
+                .kvm
+                .create_vm()
+                .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
+            self.next_id = 0;
+        }
+        let base = self.next_id;
+        self.next_id += count;
+        base
+    }
+}
+
 /// A 16-bit real-mode payload, loaded at `load_addr` (below 64 KiB), that writes `msg` byte by
 /// byte to [`SERIAL_PORT`] and halts. Padded with zeroes to a multiple of 4 KiB.
 ///

@@ -17,7 +17,8 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use cgs_core::testing::SharedVm;
+use kvm_ioctls::VcpuFd;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use cgs_core::config::PefGuestConfig;
@@ -75,58 +76,12 @@ const ERRNOS: [i32; 5] = [
 ];
 
 /// The shared KVM VM (see the module documentation).
-struct Host {
-    kvm: Kvm,
-    vm: VmFd,
-    /// A vCPU of another VM, for calls that need a `VcpuFd` before the input created one.
-    stray: VcpuFd,
-    /// First KVM vCPU id no input has used on `vm`.
-    next_id: u64,
-    /// vCPU ids `vm` accepts.
-    id_limit: u64,
-}
+type Host = SharedVm;
 
-#[allow(clippy::panic)]
 fn host() -> Option<&'static Mutex<Host>> {
     static HOST: OnceLock<Option<Mutex<Host>>> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let kvm = cgs_core::testing::kvm_or_skip("pef_lifecycle fuzz target")?;
-        let stray_vm = kvm
-            .create_vm()
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-        let stray = stray_vm
-            .create_vcpu(0)
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VCPU: {e}"));
-        let vm = kvm
-            .create_vm()
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-        let id_limit = kvm.get_max_vcpus().min(kvm.get_max_vcpu_id()) as u64;
-        Some(Mutex::new(Host {
-            kvm,
-            vm,
-            stray,
-            next_id: 0,
-            id_limit,
-        }))
-    })
-    .as_ref()
-}
-
-impl Host {
-    /// The first of [`VCPU_IDS`] ids no earlier input used, replacing the VM when they run out.
-    #[allow(clippy::panic)]
-    fn fresh_ids(&mut self) -> u64 {
-        if self.next_id + VCPU_IDS > self.id_limit {
-            self.vm = self
-                .kvm
-                .create_vm()
-                .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-            self.next_id = 0;
-        }
-        let base = self.next_id;
-        self.next_id += VCPU_IDS;
-        base
-    }
+    HOST.get_or_init(|| SharedVm::open("pef_lifecycle fuzz target").map(Mutex::new))
+        .as_ref()
 }
 
 /// What the simulator looks like from outside, to check that refused calls change nothing.
@@ -258,7 +213,7 @@ pub fn fuzz_lifecycle(data: &[u8]) {
         c.secure_guests_available = flags & 1 == 0;
         c.radix_guest = flags & 2 == 0;
     });
-    let id_base = host.fresh_ids();
+    let id_base = host.fresh_ids(VCPU_IDS);
     let host: &mut Host = &mut host;
     let mut guest = Lifecycle::new(PefGuest::with_ultravisor(PefGuestConfig::new("pef0"), sim));
     let early_guard: RunGuard = guest.run_guard();

@@ -37,7 +37,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use cgs_core::testing::SharedVm;
+use kvm_ioctls::VcpuFd;
 use sha2::{Digest, Sha256, Sha384};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
@@ -190,38 +191,18 @@ struct PooledPlatform {
 
 /// The shared KVM VM and platform pool (see the module documentation).
 struct Host {
-    kvm: Kvm,
-    vm: VmFd,
-    /// A vCPU of another VM, for calls that need a `VcpuFd` before the input created one.
-    stray: VcpuFd,
-    next_id: u64,
-    id_limit: u64,
+    shared: SharedVm,
     platforms: Vec<Option<PooledPlatform>>,
     /// An ID block whose digest matches no launch, with its signed ID auth.
     bad_id_block: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-#[allow(clippy::panic)]
 fn host() -> Option<&'static Mutex<Host>> {
     static HOST: OnceLock<Option<Mutex<Host>>> = OnceLock::new();
     HOST.get_or_init(|| {
-        let kvm = cgs_core::testing::kvm_or_skip("sev_lifecycle fuzz target")?;
-        let stray_vm = kvm
-            .create_vm()
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-        let stray = stray_vm
-            .create_vcpu(0)
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VCPU: {e}"));
-        let vm = kvm
-            .create_vm()
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-        let id_limit = kvm.get_max_vcpus().min(kvm.get_max_vcpu_id()) as u64;
+        let shared = SharedVm::open("sev_lifecycle fuzz target")?;
         Some(Mutex::new(Host {
-            kvm,
-            vm,
-            stray,
-            next_id: 0,
-            id_limit,
+            shared,
             platforms: (0..PLATFORM_VARIANTS).map(|_| None).collect(),
             bad_id_block: None,
         }))
@@ -230,18 +211,8 @@ fn host() -> Option<&'static Mutex<Host>> {
 }
 
 impl Host {
-    #[allow(clippy::panic)]
     fn fresh_ids(&mut self) -> u64 {
-        if self.next_id + VCPU_IDS > self.id_limit {
-            self.vm = self
-                .kvm
-                .create_vm()
-                .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-            self.next_id = 0;
-        }
-        let base = self.next_id;
-        self.next_id += VCPU_IDS;
-        base
+        self.shared.fresh_ids(VCPU_IDS)
     }
 
     /// The pooled platform of `variant`, replaced before it could run out of guest handles
@@ -888,11 +859,11 @@ pub fn fuzz_lifecycle(data: &[u8]) {
 impl Run<'_> {
     #[allow(clippy::panic)]
     fn step(&mut self, step: usize, [sel, a, b, c]: [u8; OP_LEN]) {
-        let vm = &self.host.vm;
+        let vm = &self.host.shared.vm;
         let m = &mut self.m;
         match sel % op::COUNT {
             op::KVM_INIT => {
-                let r = self.guest.kvm_init(&self.host.kvm, vm);
+                let r = self.guest.kvm_init(&self.host.shared.kvm, vm);
                 check(step, "kvm_init", &r, m.kvm_init());
             }
             op::CREATE_VCPU => {
@@ -1012,7 +983,7 @@ impl Run<'_> {
             }
             op::SET_VCPU_STATE => {
                 let index = usize::from(a) % 3;
-                let vcpu = self.vcpus.get(index).unwrap_or(&self.host.stray);
+                let vcpu = self.vcpus.get(index).unwrap_or(&self.host.shared.stray);
                 let r = self.guest.set_vcpu_state(vm, index, vcpu);
                 let want = if m.lc != State::Launching {
                     Want::InvalidState
@@ -1080,7 +1051,7 @@ impl Run<'_> {
                     // The guard must refuse before KVM_RUN; a ready guest is not run.
                     let vcpu = match self.vcpus.first_mut() {
                         Some(v) => v,
-                        None => &mut self.host.stray,
+                        None => &mut self.host.shared.stray,
                     };
                     let r = self.guest.run(vcpu).map(|_| ());
                     check(step, "run", &r, Want::NotReady);
@@ -1139,7 +1110,7 @@ impl Run<'_> {
         let r = self
             .guest
             .backend_mut()
-            .attestation_report(&self.host.vm, mnonce);
+            .attestation_report(&self.host.shared.vm, mnonce);
         let m = &self.m;
         let want = if matches!(m.ls, LaunchState::Measured | LaunchState::Finished) {
             Want::Ok
@@ -1215,7 +1186,7 @@ impl Run<'_> {
         };
         let before = read(&self.mem, gpa, len);
         let r = self.guest.backend_mut().inject_secret(
-            &self.host.vm,
+            &self.host.shared.vm,
             gpa,
             &hdr,
             &vec![0x5E; len as usize],

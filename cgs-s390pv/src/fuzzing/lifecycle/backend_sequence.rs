@@ -13,7 +13,8 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use cgs_core::testing::SharedVm;
+use kvm_ioctls::VcpuFd;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use cgs_core::config::S390PvGuestConfig;
@@ -68,54 +69,14 @@ pub mod op {
 }
 
 /// The shared KVM VM (see the module documentation).
-struct Host {
-    kvm: Kvm,
-    vm: VmFd,
-    /// A vCPU of another VM, for the calls that take one.
-    stray: VcpuFd,
-    next_id: u64,
-    id_limit: u64,
-}
+type Host = SharedVm;
 
-#[allow(clippy::panic)]
 fn host() -> Option<&'static Mutex<Host>> {
     static HOST: OnceLock<Option<Mutex<Host>>> = OnceLock::new();
     HOST.get_or_init(|| {
-        let kvm = cgs_core::testing::kvm_or_skip("s390pv_lifecycle fuzz target (backend layer)")?;
-        let stray = kvm
-            .create_vm()
-            .and_then(|vm| vm.create_vcpu(0))
-            .unwrap_or_else(|e| panic!("stray vCPU: {e}"));
-        let vm = kvm
-            .create_vm()
-            .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-        let id_limit = kvm.get_max_vcpus().min(kvm.get_max_vcpu_id()) as u64;
-        Some(Mutex::new(Host {
-            kvm,
-            vm,
-            stray,
-            next_id: 0,
-            id_limit,
-        }))
+        SharedVm::open("s390pv_lifecycle fuzz target (backend layer)").map(Mutex::new)
     })
     .as_ref()
-}
-
-impl Host {
-    /// The first of [`VCPU_IDS`] ids no earlier input used, replacing the VM when they run out.
-    #[allow(clippy::panic)]
-    fn fresh_ids(&mut self) -> u64 {
-        if self.next_id + VCPU_IDS > self.id_limit {
-            self.vm = self
-                .kvm
-                .create_vm()
-                .unwrap_or_else(|e| panic!("KVM_CREATE_VM: {e}"));
-            self.next_id = 0;
-        }
-        let base = self.next_id;
-        self.next_id += VCPU_IDS;
-        base
-    }
 }
 
 /// What a call must return.
@@ -325,7 +286,7 @@ pub fn run(flags: Flags, ops: &[u8]) -> Reached {
     let Some(mem) = f.memory(image) else {
         return reached;
     };
-    let id_base = host.fresh_ids();
+    let id_base = host.fresh_ids(VCPU_IDS);
     let host: &mut Host = &mut host;
     let sim = SimUltravisor::new(mem.clone(), flags.sim_config(&f.config));
     let max_cpus = if flags.too_many_cpus {
