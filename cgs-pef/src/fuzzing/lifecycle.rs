@@ -4,7 +4,7 @@
 //!
 //! # Why one shared VM
 //!
-//! The lifecycle's hooks take kvm-ioctls' [`VmFd`] and [`Lifecycle::create_vcpu`] really creates
+//! The lifecycle's hooks take kvm-ioctls' [`VmFd`](kvm_ioctls::VmFd) and [`Lifecycle::create_vcpu`] really creates
 //! vCPUs, so the target needs `/dev/kvm`. `KVM_CREATE_VM` costs about 4 ms on this project's
 //! (nested) test host, a VM with a vCPU about 11 ms: a VM per input would fuzz at about 100
 //! inputs per second and 1 million executions would take hours. The PEF backend over the

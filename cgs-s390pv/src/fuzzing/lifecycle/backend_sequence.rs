@@ -4,7 +4,7 @@
 //!
 //! # Why one shared VM
 //!
-//! The hooks take kvm-ioctls' [`VmFd`] and [`Lifecycle::create_vcpu`] really creates vCPUs, so
+//! The hooks take kvm-ioctls' [`VmFd`](kvm_ioctls::VmFd) and [`Lifecycle::create_vcpu`] really creates vCPUs, so
 //! this layer needs `/dev/kvm`. The backend over the simulator never issues an ioctl on the VM or
 //! its vCPUs, so one VM (opened once) serves every input, as in `pef_lifecycle`: each input's
 //! vCPUs get KVM ids no earlier input used (the VM is replaced when they run out) and an input
