@@ -4,7 +4,43 @@
 //! when an invariant breaks (which is what a fuzzer should report). The cargo-fuzz targets in
 //! `fuzz/` call these, and a stable test runs them over the checked-in corpus.
 
+use std::fmt::Debug;
+
 use crate::config::{keyval, CgsConfig};
+use crate::error::Error;
+use crate::platform::PageType;
+
+/// A page type chosen by a fuzz input byte for the lifecycle targets: every variant (those a
+/// VMM may not pass included), NORMAL twice as likely as each other one.
+pub fn page_type_from_byte(byte: u8) -> PageType {
+    match byte % 7 {
+        0 | 1 => PageType::Normal,
+        2 => PageType::Zero,
+        3 => PageType::Unmeasured,
+        4 => PageType::Vmsa,
+        5 => PageType::Secrets,
+        _ => PageType::Cpuid,
+    }
+}
+
+/// One step's check in the lifecycle targets: the outcome class `got` must be the model's
+/// `want` (a panic — the fuzzer's finding — otherwise), and an error's message must render.
+#[allow(clippy::panic)]
+pub fn expect_outcome<W: PartialEq + Debug>(
+    step: usize,
+    what: &str,
+    got: W,
+    want: W,
+    err: Option<&Error>,
+) {
+    if got != want {
+        panic!("step {step}: {what}: got {got:?} ({err:?}), the model wants {want:?}");
+    }
+    if let Some(e) = err {
+        // Messages are part of the contract: they must render.
+        let _ = e.to_string();
+    }
+}
 
 /// QEMU `-object` strings: parse → display → parse must give the same configuration, and serde
 /// (JSON) must round-trip too. Errors are fine; panics are not.

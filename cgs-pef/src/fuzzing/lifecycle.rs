@@ -17,6 +17,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use cgs_core::fuzzing::{expect_outcome, page_type_from_byte};
 use cgs_core::testing::SharedVm;
 use kvm_ioctls::VcpuFd;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
@@ -149,27 +150,8 @@ fn outcome(r: &cgs_core::Result<()>) -> Want {
     }
 }
 
-#[allow(clippy::panic)]
 fn check(step: usize, what: &str, got: &cgs_core::Result<()>, want: Want) {
-    if outcome(got) != want {
-        panic!("step {step}: {what}: got {got:?}, the model wants {want:?}");
-    }
-    if let Err(e) = got {
-        // Messages are part of the contract: they must render.
-        let _ = e.to_string();
-    }
-}
-
-/// Page type chosen by a byte (every variant, the illegal ones included).
-fn page_type(byte: u8) -> PageType {
-    match byte % 7 {
-        0 | 1 => PageType::Normal,
-        2 => PageType::Zero,
-        3 => PageType::Unmeasured,
-        4 => PageType::Vmsa,
-        5 => PageType::Secrets,
-        _ => PageType::Cpuid,
-    }
+    expect_outcome(step, what, outcome(got), want, got.as_ref().err());
 }
 
 /// What launching `[gpa, +len)` of `page_type` must return in state `Launching`, when `backed`
@@ -295,7 +277,7 @@ pub fn fuzz_lifecycle(data: &[u8]) {
                 } else {
                     b & 0x00ff_ffff_ffff_ffff
                 };
-                let pt = page_type((b >> 56) as u8);
+                let pt = page_type_from_byte((b >> 56) as u8);
                 let r = usize::try_from(len)
                     .map_err(|_| Error::invalid_input("fuzz", "length"))
                     .and_then(|l| {
@@ -320,7 +302,7 @@ pub fn fuzz_lifecycle(data: &[u8]) {
                 let off = (b & 0xffff) % mem_len;
                 let len = ((b >> 16) & 0xffff).min(mem_len - off);
                 let gpa = if fold { a % (mem_len + FUZZ_PAGE) } else { a };
-                let pt = page_type((b >> 56) as u8);
+                let pt = page_type_from_byte((b >> 56) as u8);
                 let slice = match mem.get_slice(GuestAddress(off), len as usize) {
                     Ok(s) => s,
                     Err(e) => panic!("step {step}: slice [{off:#x}, +{len:#x}): {e}"),

@@ -37,6 +37,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use cgs_core::fuzzing::{expect_outcome, page_type_from_byte};
 use cgs_core::testing::SharedVm;
 use kvm_ioctls::VcpuFd;
 use sha2::{Digest, Sha256, Sha384};
@@ -364,27 +365,8 @@ fn class(e: &Error) -> Want {
     }
 }
 
-#[allow(clippy::panic)]
-fn check<T: std::fmt::Debug>(step: usize, what: &str, got: &cgs_core::Result<T>, want: Want) {
-    if outcome(got) != want {
-        panic!("step {step}: {what}: got {got:?}, the model wants {want:?}");
-    }
-    if let Err(e) = got {
-        // Messages are part of the contract: they must render.
-        let _ = e.to_string();
-    }
-}
-
-/// Page type chosen by a byte (every variant, the illegal VMSA included).
-fn page_type(byte: u8) -> PageType {
-    match byte % 7 {
-        0 | 1 => PageType::Normal,
-        2 => PageType::Zero,
-        3 => PageType::Unmeasured,
-        4 => PageType::Vmsa,
-        5 => PageType::Secrets,
-        _ => PageType::Cpuid,
-    }
+fn check<T>(step: usize, what: &str, got: &cgs_core::Result<T>, want: Want) {
+    expect_outcome(step, what, outcome(got), want, got.as_ref().err());
 }
 
 /// The reference model.
@@ -886,7 +868,7 @@ impl Run<'_> {
             op::LAUNCH_MEMORY => {
                 let first = u64::from(a) % (MEM_PAGES + 1);
                 let pages = u64::from(b) % 4;
-                let pt = page_type(c);
+                let pt = page_type_from_byte(c);
                 let gpa = first * PAGE + if c & 0x80 != 0 { 0x800 } else { 0 };
                 let len = pages * PAGE;
                 if pt == PageType::Cpuid {
@@ -922,7 +904,7 @@ impl Run<'_> {
                 } else {
                     (u64::from(b >> 4) % MEM_PAGES) * PAGE
                 };
-                let pt = page_type(c & 0x3f);
+                let pt = page_type_from_byte(c & 0x3f);
                 if pt == PageType::Cpuid {
                     fill_cpuid(&self.mem, off, pages, b >> 6);
                 }
@@ -941,7 +923,7 @@ impl Run<'_> {
             op::LAUNCH_BATCH => {
                 let p = u64::from(a) % (MEM_PAGES - 2);
                 let q = if c & 0x40 != 0 { p + 2 } else { p + 1 };
-                let (t1, t2) = (page_type(b), page_type(b >> 3));
+                let (t1, t2) = (page_type_from_byte(b), page_type_from_byte(b >> 3));
                 for (page, t) in [(p, t1), (q, t2)] {
                     if t == PageType::Cpuid {
                         fill_cpuid(&self.mem, page, 1, c);

@@ -13,6 +13,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
+use cgs_core::fuzzing::expect_outcome;
 use cgs_core::testing::SharedVm;
 use kvm_ioctls::VcpuFd;
 use vm_memory::{GuestAddress, GuestMemoryBackend};
@@ -255,17 +256,6 @@ fn page_type(bits: u8) -> PageType {
         1 => PageType::Zero,
         2 => PageType::Vmsa,
         _ => PageType::Secrets,
-    }
-}
-
-#[allow(clippy::panic)]
-fn check(step: usize, what: &str, got: Want, want: Want, err: Option<&Error>) {
-    if got != want {
-        panic!("step {step}: {what}: got {got:?} ({err:?}), the model wants {want:?}");
-    }
-    if let Some(e) = err {
-        // Messages are part of the contract: they must render.
-        let _ = e.to_string();
     }
 }
 
@@ -536,7 +526,7 @@ pub fn run(flags: Flags, ops: &[u8]) -> Reached {
                 ("inject", Want::Ok, Want::Ok, None)
             }
         };
-        check(step, name, got, want, err.as_ref());
+        expect_outcome(step, name, got, want, err.as_ref());
         if want != Want::Ok {
             reached.refused += 1;
         }
